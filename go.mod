@@ -1,0 +1,8 @@
+module github.com/bespoke-os/bespoke
+
+go 1.26
+
+require (
+	github.com/google/go-cmp v0.7.0 // indirect
+	golang.org/x/sys v0.38.0 // indirect
+)

@@ -1,0 +1,7 @@
+package cli
+
+import "context"
+
+func runConfig(ctx context.Context, env *Env, args []string) error {
+	return errNotImplemented
+}

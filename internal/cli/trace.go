@@ -1,0 +1,7 @@
+package cli
+
+import "context"
+
+func runTrace(ctx context.Context, env *Env, args []string) error {
+	return errNotImplemented
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that bespoke's full test tier and demo need,
+# only when some are missing. Safe to run again.
+set -euo pipefail
+pkgs=(
+  # kernel build
+  build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
+  linux-source-6.12
+  # VMs
+  qemu-system-x86
+  # tracing comparison and applications
+  strace redis-server redis-tools file
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Debian starts redis-server as a service on install; the tests start their own.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
