@@ -1,0 +1,179 @@
+// Package protocol is the contract between the host side of bespoke and the
+// guest init (PID 1): the init's configuration file in the initramfs, the
+// kernel command-line parameters it reads, and the marker lines it prints
+// on the console. It imports only the standard library, so the guest init
+// stays small.
+package protocol
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ConfigPath is where the init's configuration lives in the initramfs.
+const ConfigPath = "/etc/bespoke/init.json"
+
+// Config says what the guest init sets up and which program it starts.
+type Config struct {
+	Name     string   `json:"name"` // image name, for messages
+	Path     string   `json:"path"` // absolute path of the program in the guest
+	Args     []string `json:"args"` // argv[1:]
+	Env      []string `json:"env"`  // K=V, on top of PATH/HOME/TERM defaults
+	Uid      int      `json:"uid"`  // user to run the program as
+	Gid      int      `json:"gid"`  //
+	Groups   []int    `json:"groups,omitempty"`
+	Workdir  string   `json:"workdir"`  // "" means "/"
+	Hostname string   `json:"hostname"` // "" means Name
+	// Rlimits by name ("NOFILE", "NPROC", "CORE", ...): soft=hard=value.
+	Rlimits map[string]uint64 `json:"rlimits,omitempty"`
+	// Dirs are created before the program starts (e.g. /run/postgresql).
+	Dirs []Dir `json:"dirs,omitempty"`
+	// Mounts beyond the ones init always makes (/proc, /sys, /dev, /tmp, /run).
+	Mounts []Mount `json:"mounts,omitempty"`
+	// StopTimeoutSec is how long init waits after forwarding SIGTERM before SIGKILL.
+	StopTimeoutSec int `json:"stop_timeout_sec,omitempty"`
+}
+
+// Dir is a directory the init creates with an owner and mode.
+type Dir struct {
+	Path string `json:"path"`
+	Mode uint32 `json:"mode"`
+	Uid  int    `json:"uid"`
+	Gid  int    `json:"gid"`
+}
+
+// Mount is one extra mount.
+type Mount struct {
+	Source  string `json:"source"`
+	Target  string `json:"target"`
+	Type    string `json:"type"`
+	Options string `json:"options,omitempty"`
+}
+
+// Kernel command-line parameters read by the init.
+const (
+	// ParamNet configures eth0: "ADDR/PREFIX,GATEWAY", e.g. "10.0.2.15/24,10.0.2.2".
+	ParamNet = "bespoke.net"
+	// ParamOverride carries an Override as base64url (no padding) JSON.
+	ParamOverride = "bespoke.override"
+)
+
+// Override changes the configured program for one boot (bespoke run -e, -- ARGS).
+type Override struct {
+	Args []string `json:"args,omitempty"` // replaces Config.Args when non-nil
+	Env  []string `json:"env,omitempty"`  // appended to Config.Env (later wins)
+}
+
+// EncodeOverride returns the value for ParamOverride.
+func EncodeOverride(o Override) (string, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// DecodeOverride parses the value of ParamOverride.
+func DecodeOverride(s string) (Override, error) {
+	var o Override
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return o, fmt.Errorf("decoding %s: %w", ParamOverride, err)
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return o, fmt.Errorf("decoding %s: %w", ParamOverride, err)
+	}
+	return o, nil
+}
+
+// MarkerPrefix starts every line the init prints for the host to read.
+const MarkerPrefix = "bespoke-init: "
+
+// Event kinds.
+const (
+	EventStarted = "started" // init is running (guest uptime at /init)
+	EventExec    = "exec"    // the program was started (Pid set)
+	EventExit    = "exit"    // the program ended (Code, or Signal set)
+	EventError   = "error"   // init could not do its job (Msg set); the VM powers off
+)
+
+// ExitCodeInitError is the status bespoke run returns when the init failed
+// before or while starting the program.
+const ExitCodeInitError = 125
+
+// Event is one marker line.
+type Event struct {
+	Kind   string
+	Uptime float64 // guest seconds since boot, from /proc/uptime
+	Pid    int     // EventExec
+	Code   int     // EventExit
+	Signal string  // EventExit, when killed by a signal (e.g. "SIGSEGV")
+	Msg    string  // EventError
+}
+
+// Format returns the marker line for e, without a trailing newline.
+func (e Event) Format() string {
+	var b strings.Builder
+	b.WriteString(MarkerPrefix)
+	b.WriteString(e.Kind)
+	switch e.Kind {
+	case EventExec:
+		fmt.Fprintf(&b, " pid=%d", e.Pid)
+	case EventExit:
+		if e.Signal != "" {
+			fmt.Fprintf(&b, " signal=%s", e.Signal)
+		}
+		fmt.Fprintf(&b, " code=%d", e.Code)
+	}
+	fmt.Fprintf(&b, " uptime=%.3f", e.Uptime)
+	if e.Kind == EventError {
+		fmt.Fprintf(&b, " msg=%s", strconv.Quote(e.Msg))
+	}
+	return b.String()
+}
+
+// ParseEvent parses a console line. It finds the marker anywhere in the
+// line (the kernel may interleave its own output), and reports false when
+// the line holds none.
+func ParseEvent(line string) (Event, bool) {
+	i := strings.Index(line, MarkerPrefix)
+	if i < 0 {
+		return Event{}, false
+	}
+	rest := strings.TrimRight(line[i+len(MarkerPrefix):], "\r\n")
+	var e Event
+	kind, rest, _ := strings.Cut(rest, " ")
+	switch kind {
+	case EventStarted, EventExec, EventExit, EventError:
+		e.Kind = kind
+	default:
+		return Event{}, false
+	}
+	for rest != "" {
+		var field string
+		if strings.HasPrefix(rest, "msg=") {
+			msg, err := strconv.Unquote(rest[len("msg="):])
+			if err != nil {
+				msg = rest[len("msg="):]
+			}
+			e.Msg = msg
+			break
+		}
+		field, rest, _ = strings.Cut(rest, " ")
+		k, v, _ := strings.Cut(field, "=")
+		switch k {
+		case "uptime":
+			e.Uptime, _ = strconv.ParseFloat(v, 64)
+		case "pid":
+			e.Pid, _ = strconv.Atoi(v)
+		case "code":
+			e.Code, _ = strconv.Atoi(v)
+		case "signal":
+			e.Signal = v
+		}
+	}
+	return e, true
+}

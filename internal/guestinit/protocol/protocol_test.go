@@ -1,0 +1,53 @@
+package protocol
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestEventRoundTrip(t *testing.T) {
+	for _, e := range []Event{
+		{Kind: EventStarted, Uptime: 0.512},
+		{Kind: EventExec, Pid: 42, Uptime: 0.6},
+		{Kind: EventExit, Code: 3, Uptime: 1.25},
+		{Kind: EventExit, Code: 139, Signal: "SIGSEGV", Uptime: 2},
+		{Kind: EventError, Msg: `exec "/bin/x": no such file or directory`, Uptime: 0.7},
+	} {
+		line := "[    1.000000] noise " + e.Format() + "\r\n"
+		got, ok := ParseEvent(line)
+		if !ok {
+			t.Fatalf("ParseEvent(%q) found no event", line)
+		}
+		if diff := cmp.Diff(e, got); diff != "" {
+			t.Errorf("round trip of %q (-want +got):\n%s", line, diff)
+		}
+	}
+	if _, ok := ParseEvent("bespoke-init: bogus uptime=1"); ok {
+		t.Error("ParseEvent accepted an unknown event kind")
+	}
+	if _, ok := ParseEvent("plain kernel line"); ok {
+		t.Error("ParseEvent found an event in a plain line")
+	}
+}
+
+func TestOverrideRoundTrip(t *testing.T) {
+	o := Override{Args: []string{"--port", "6379"}, Env: []string{"A=b c"}}
+	s, err := EncodeOverride(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings := []byte(s); len(strings) == 0 {
+		t.Fatal("empty encoding")
+	}
+	got, err := DecodeOverride(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(o, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if _, err := DecodeOverride("!!!"); err == nil {
+		t.Error("DecodeOverride accepted garbage")
+	}
+}

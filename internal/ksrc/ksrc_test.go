@@ -1,0 +1,85 @@
+package ksrc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeTree writes the few files that make a directory look like a kernel tree.
+func fakeTree(t *testing.T, dir string) {
+	t.Helper()
+	for name, body := range map[string]string{
+		"Makefile":         "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n",
+		"Kconfig":          "mainmenu \"test\"\n",
+		"arch/x86/Kconfig": "config X86\n\tdef_bool y\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestPrepareDirectory(t *testing.T) {
+	dir := t.TempDir()
+	fakeTree(t, dir)
+	tr, err := Prepare(context.Background(), dir, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Dir != dir || tr.Version != "6.12.117" {
+		t.Errorf("got dir %q version %q, want %q 6.12.117", tr.Dir, tr.Version, dir)
+	}
+}
+
+func TestPrepareTarball(t *testing.T) {
+	src := t.TempDir()
+	fakeTree(t, filepath.Join(src, "linux-source-6.12"))
+	tarball := filepath.Join(t.TempDir(), "linux.tar.gz")
+	if out, err := exec.Command("tar", "-czf", tarball, "-C", src, "linux-source-6.12").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	cache := t.TempDir()
+	tr, err := Prepare(context.Background(), tarball, cache, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tr.Dir, cache) || tr.Version != "6.12.117" {
+		t.Errorf("got %+v, want a 6.12.117 tree under %s", tr, cache)
+	}
+	// The second call reuses the unpacked tree.
+	tr2, err := Prepare(context.Background(), tarball, cache, io.Discard)
+	if err != nil || tr2.Dir != tr.Dir {
+		t.Errorf("second Prepare: %v, dir %q, want %q", err, tr2.Dir, tr.Dir)
+	}
+}
+
+func TestPrepareBadSources(t *testing.T) {
+	cache := t.TempDir()
+	_, err := Prepare(context.Background(), filepath.Join(t.TempDir(), "missing.tar.xz"), cache, io.Discard)
+	if !errors.Is(err, ErrNoSource) {
+		t.Errorf("missing tarball: got %v, want ErrNoSource", err)
+	}
+	corrupt := filepath.Join(t.TempDir(), "corrupt.tar.xz")
+	os.WriteFile(corrupt, []byte("this is not xz data"), 0o644)
+	_, err = Prepare(context.Background(), corrupt, cache, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "unpacking kernel source") {
+		t.Errorf("corrupt tarball: got %v, want an unpacking error", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cache, "src")); len(ents) != 0 {
+		t.Errorf("corrupt tarball left %d entries in the cache", len(ents))
+	}
+	_, err = Prepare(context.Background(), t.TempDir(), cache, io.Discard)
+	if err == nil {
+		t.Error("empty directory accepted as a kernel tree")
+	}
+}
