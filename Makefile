@@ -7,7 +7,8 @@ TEST_TIMEOUT ?= 85m
 all: bespoke
 
 bespoke:
-	CGO_ENABLED=0 $(GO) build -o bin/bespoke ./cmd/bespoke
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bespoke ./cmd/bespoke
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/bespoke-init ./cmd/bespoke-init
 
 deps:
 	./scripts/deps.sh

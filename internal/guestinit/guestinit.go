@@ -1,0 +1,210 @@
+// Package guestinit is bespoke's PID 1 inside the guest: it mounts the
+// basic filesystems, reads its configuration (protocol.Config) from the
+// initramfs and the kernel command line, brings up the network, starts the
+// one program the image exists for, reaps orphans, forwards SIGTERM and
+// SIGINT, and when the program ends prints its exit status as a marker
+// line on the console and reboots, which ends the VM.
+//
+// It is built into the static binary cmd/bespoke-init and imports only the
+// standard library, golang.org/x/sys/unix and the protocol package: none of
+// bespoke's host-side code.
+package guestinit
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+)
+
+// DefaultPath is the PATH the program starts with.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// DefaultStopTimeoutSec is how long init waits between forwarding SIGTERM
+// and sending SIGKILL when Config.StopTimeoutSec is 0.
+const DefaultStopTimeoutSec = 10
+
+// ParseCmdline splits a kernel command line into parameters, as the kernel
+// does: separated by spaces, double quotes group (and are removed), a
+// parameter without "=" has the value "". A later parameter wins.
+func ParseCmdline(s string) map[string]string {
+	params := map[string]string{}
+	var cur strings.Builder
+	inQuote, any := false, false
+	flush := func() {
+		if any {
+			k, v, _ := strings.Cut(cur.String(), "=")
+			params[k] = v
+		}
+		cur.Reset()
+		any = false
+	}
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQuote = !inQuote
+			any = true
+		case !inQuote && (r == ' ' || r == '\t' || r == '\n'):
+			flush()
+		default:
+			cur.WriteRune(r)
+			any = true
+		}
+	}
+	flush()
+	return params
+}
+
+// Net is the guest's eth0 configuration from protocol.ParamNet.
+type Net struct {
+	Addr    netip.Prefix // address and prefix length, e.g. 10.0.2.15/24
+	Gateway netip.Addr   // default route; invalid when none
+}
+
+// ParseNet parses "ADDR/PREFIX[,GATEWAY]" (IPv4).
+func ParseNet(v string) (Net, error) {
+	a, gw, hasGW := strings.Cut(v, ",")
+	var n Net
+	p, err := netip.ParsePrefix(a)
+	if err != nil || !p.Addr().Is4() {
+		return n, fmt.Errorf("%s=%q: want ADDR/PREFIX,GATEWAY with IPv4 addresses, e.g. 10.0.2.15/24,10.0.2.2", protocol.ParamNet, v)
+	}
+	n.Addr = p
+	if hasGW {
+		g, err := netip.ParseAddr(gw)
+		if err != nil || !g.Is4() {
+			return n, fmt.Errorf("%s=%q: bad gateway %q", protocol.ParamNet, v, gw)
+		}
+		n.Gateway = g
+	}
+	return n, nil
+}
+
+// MergeEnv joins K=V lists; a later value of a key replaces an earlier
+// one in its place.
+func MergeEnv(lists ...[]string) []string {
+	var out []string
+	idx := map[string]int{}
+	for _, l := range lists {
+		for _, kv := range l {
+			k, _, _ := strings.Cut(kv, "=")
+			if i, ok := idx[k]; ok {
+				out[i] = kv
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// DecodeConfig reads the init's configuration and checks it.
+func DecodeConfig(r io.Reader) (protocol.Config, error) {
+	var c protocol.Config
+	if err := json.NewDecoder(r).Decode(&c); err != nil {
+		return c, fmt.Errorf("decoding %s: %w", protocol.ConfigPath, err)
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return c, fmt.Errorf("%s: program path %q is not absolute", protocol.ConfigPath, c.Path)
+	}
+	for _, d := range c.Dirs {
+		if !strings.HasPrefix(d.Path, "/") {
+			return c, fmt.Errorf("%s: dir %q is not absolute", protocol.ConfigPath, d.Path)
+		}
+	}
+	for _, m := range c.Mounts {
+		if !strings.HasPrefix(m.Target, "/") || m.Type == "" {
+			return c, fmt.Errorf("%s: mount of %q on %q: want an absolute target and a type", protocol.ConfigPath, m.Source, m.Target)
+		}
+	}
+	return c, nil
+}
+
+// HomeOf returns the home directory of uid in an /etc/passwd file, or "/".
+func HomeOf(passwd io.Reader, uid int) string {
+	sc := bufio.NewScanner(passwd)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) >= 6 && f[2] == strconv.Itoa(uid) && f[5] != "" {
+			return f[5]
+		}
+	}
+	return "/"
+}
+
+// Plan is what the init starts, after the command line is applied.
+type Plan struct {
+	Path     string
+	Argv     []string // argv[0] is Path
+	Env      []string
+	Dir      string
+	Uid, Gid int
+	Groups   []int
+	Hostname string
+	Net      *Net // nil: only loopback
+}
+
+// MakePlan applies the kernel command line to cfg. home is the program
+// user's home directory.
+func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
+	params := ParseCmdline(cmdline)
+	p := Plan{
+		Path:   cfg.Path,
+		Dir:    cfg.Workdir,
+		Uid:    cfg.Uid,
+		Gid:    cfg.Gid,
+		Groups: cfg.Groups,
+	}
+	if p.Dir == "" {
+		p.Dir = "/"
+	}
+	p.Hostname = cfg.Hostname
+	if p.Hostname == "" {
+		p.Hostname = cfg.Name
+	}
+	args := cfg.Args
+	var overrideEnv []string
+	if v, ok := params[protocol.ParamOverride]; ok {
+		o, err := protocol.DecodeOverride(v)
+		if err != nil {
+			return p, err
+		}
+		if o.Args != nil {
+			args = o.Args
+		}
+		overrideEnv = o.Env
+	}
+	p.Argv = append([]string{cfg.Path}, args...)
+	if home == "" {
+		home = "/"
+	}
+	p.Env = MergeEnv([]string{"PATH=" + DefaultPath, "HOME=" + home, "TERM=linux"}, cfg.Env, overrideEnv)
+	if v, ok := params[protocol.ParamNet]; ok {
+		n, err := ParseNet(v)
+		if err != nil {
+			return p, err
+		}
+		p.Net = &n
+	}
+	return p, nil
+}
+
+// ExitCode returns the exit code the init reports for a process that
+// exited with status code, or was killed by signal number sig (then code
+// is 128+sig, as a shell reports it).
+func ExitCode(exited bool, code, sig int) int {
+	if exited {
+		return code
+	}
+	return 128 + sig
+}
+
+// errNotPID1 is returned when the init is run outside a guest.
+var errNotPID1 = errors.New("bespoke-init is the init of a bespoke image: it runs only as PID 1 inside the guest")

@@ -1,0 +1,307 @@
+package guestinit
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"golang.org/x/sys/unix"
+)
+
+// Main runs the init. It never returns: PID 1 exiting panics the kernel.
+// It ends by rebooting, which with the kernel's "reboot=t panic=-1" and
+// QEMU's -no-reboot ends the VM.
+func Main() {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, errNotPID1)
+		os.Exit(2)
+	}
+	ev := func() (ev protocol.Event) {
+		defer func() {
+			if r := recover(); r != nil {
+				ev = failed(fmt.Errorf("panic: %v", r))
+			}
+		}()
+		ev, err := run()
+		if err != nil {
+			return failed(err)
+		}
+		return ev
+	}()
+	ev.Uptime = uptime()
+	say(ev)
+	unix.Sync()
+	err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	warnf("reboot: %v; halting here", err)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// failed prints the error marker and returns the exit event for it.
+func failed(err error) protocol.Event {
+	say(protocol.Event{Kind: protocol.EventError, Msg: err.Error(), Uptime: uptime()})
+	return protocol.Event{Kind: protocol.EventExit, Code: protocol.ExitCodeInitError}
+}
+
+// say prints a marker line on the console.
+func say(e protocol.Event) { os.Stdout.WriteString(e.Format() + "\n") }
+
+func warnf(format string, args ...any) {
+	os.Stdout.WriteString(protocol.MarkerPrefix + "warning: " + fmt.Sprintf(format, args...) + "\n")
+}
+
+// uptime returns the guest's seconds since boot: CLOCK_BOOTTIME, the
+// clock /proc/uptime shows, readable before /proc is mounted.
+func uptime() float64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return float64(ts.Sec) + float64(ts.Nsec)/1e9
+}
+
+func run() (protocol.Event, error) {
+	// Ctrl-Alt-Del sends SIGINT to init instead of rebooting.
+	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	unix.Umask(0o022)
+	say(protocol.Event{Kind: protocol.EventStarted, Uptime: uptime()})
+	if err := mountBase(); err != nil {
+		return protocol.Event{}, err
+	}
+	ensureConsole()
+
+	f, err := os.Open(protocol.ConfigPath)
+	if err != nil {
+		return protocol.Event{}, fmt.Errorf("reading the init config: %w", err)
+	}
+	cfg, err := DecodeConfig(f)
+	f.Close()
+	if err != nil {
+		return protocol.Event{}, err
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return protocol.Event{}, fmt.Errorf("reading the kernel command line: %w", err)
+	}
+	home := "/"
+	if pw, err := os.Open("/etc/passwd"); err == nil {
+		home = HomeOf(pw, cfg.Uid)
+		pw.Close()
+	}
+	plan, err := MakePlan(cfg, string(bytes.TrimSpace(cmdline)), home)
+	if err != nil {
+		return protocol.Event{}, err
+	}
+	if plan.Hostname != "" {
+		if err := unix.Sethostname([]byte(plan.Hostname)); err != nil {
+			warnf("setting the hostname: %v", err)
+		}
+	}
+	if err := setupNet(plan.Net); err != nil {
+		return protocol.Event{}, err
+	}
+	for _, d := range cfg.Dirs {
+		if err := makeDir(d); err != nil {
+			return protocol.Event{}, err
+		}
+	}
+	for _, m := range cfg.Mounts {
+		if err := mountExtra(m); err != nil {
+			return protocol.Event{}, err
+		}
+	}
+	if err := setRlimits(cfg.Rlimits); err != nil {
+		return protocol.Event{}, err
+	}
+	timeout := time.Duration(cfg.StopTimeoutSec) * time.Second
+	if timeout <= 0 {
+		timeout = DefaultStopTimeoutSec * time.Second
+	}
+	return supervise(plan, timeout)
+}
+
+// ensureConsole opens /dev/console as stdin, stdout and stderr when the
+// kernel could not (no /dev/console in the initramfs).
+func ensureConsole() {
+	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err == nil {
+		return
+	}
+	fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return
+	}
+	for _, n := range []int{0, 1, 2} {
+		if n != fd {
+			unix.Dup2(fd, n)
+		}
+	}
+	if fd > 2 {
+		unix.Close(fd)
+	}
+}
+
+func makeDir(d protocol.Dir) error {
+	mode := d.Mode
+	if mode == 0 {
+		mode = 0o755
+	}
+	if err := os.MkdirAll(d.Path, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", d.Path, err)
+	}
+	if err := unix.Chmod(d.Path, mode); err != nil {
+		return fmt.Errorf("creating %s: %w", d.Path, err)
+	}
+	if err := unix.Lchown(d.Path, d.Uid, d.Gid); err != nil {
+		return fmt.Errorf("creating %s: %w", d.Path, err)
+	}
+	return nil
+}
+
+// rlimits maps Config.Rlimits names to resources.
+var rlimits = map[string]int{
+	"AS":         unix.RLIMIT_AS,
+	"CORE":       unix.RLIMIT_CORE,
+	"CPU":        unix.RLIMIT_CPU,
+	"DATA":       unix.RLIMIT_DATA,
+	"FSIZE":      unix.RLIMIT_FSIZE,
+	"LOCKS":      unix.RLIMIT_LOCKS,
+	"MEMLOCK":    unix.RLIMIT_MEMLOCK,
+	"MSGQUEUE":   unix.RLIMIT_MSGQUEUE,
+	"NICE":       unix.RLIMIT_NICE,
+	"NOFILE":     unix.RLIMIT_NOFILE,
+	"NPROC":      unix.RLIMIT_NPROC,
+	"RSS":        unix.RLIMIT_RSS,
+	"RTPRIO":     unix.RLIMIT_RTPRIO,
+	"RTTIME":     unix.RLIMIT_RTTIME,
+	"SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"STACK":      unix.RLIMIT_STACK,
+}
+
+// RlimitResource returns the resource for a name such as "NOFILE" or
+// "RLIMIT_NOFILE".
+func RlimitResource(name string) (int, error) {
+	r, ok := rlimits[strings.TrimPrefix(strings.ToUpper(name), "RLIMIT_")]
+	if !ok {
+		return 0, fmt.Errorf("unknown rlimit %q", name)
+	}
+	return r, nil
+}
+
+func setRlimits(limits map[string]uint64) error {
+	names := make([]string, 0, len(limits))
+	for n := range limits {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		res, err := RlimitResource(n)
+		if err != nil {
+			return err
+		}
+		v := limits[n]
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: v, Max: v}); err != nil {
+			return fmt.Errorf("setting rlimit %s to %d: %w", n, v, err)
+		}
+	}
+	return nil
+}
+
+// ExitEvent returns the exit marker for a wait status.
+func ExitEvent(ws syscall.WaitStatus) protocol.Event {
+	e := protocol.Event{Kind: protocol.EventExit}
+	if ws.Signaled() {
+		e.Signal = SignalName(ws.Signal())
+		e.Code = ExitCode(false, 0, int(ws.Signal()))
+	} else {
+		e.Code = ExitCode(true, ws.ExitStatus(), 0)
+	}
+	return e
+}
+
+// SignalName returns "SIGSEGV" for signal 11, or "SIG<n>" for a signal
+// with no name (real-time signals).
+func SignalName(s syscall.Signal) string {
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	return fmt.Sprintf("SIG%d", int(s))
+}
+
+// supervise starts the program, reaps every child (init adopts orphans),
+// forwards SIGTERM and SIGINT, and returns the program's exit marker.
+func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
+
+	devnull, err := os.Open("/dev/null")
+	if err != nil {
+		return protocol.Event{}, fmt.Errorf("opening /dev/null: %w", err)
+	}
+	groups := make([]uint32, len(p.Groups))
+	for i, g := range p.Groups {
+		groups[i] = uint32(g)
+	}
+	sys := &syscall.SysProcAttr{Setsid: true}
+	// PID 1 is root and always sets the credentials; a test running
+	// unprivileged as the same user cannot (setgroups needs CAP_SETGID).
+	if os.Getuid() == 0 || p.Uid != os.Getuid() || p.Gid != os.Getgid() || len(groups) > 0 {
+		sys.Credential = &syscall.Credential{Uid: uint32(p.Uid), Gid: uint32(p.Gid), Groups: groups}
+	}
+	pid, err := syscall.ForkExec(p.Path, p.Argv, &syscall.ProcAttr{
+		Dir:   p.Dir,
+		Env:   p.Env,
+		Files: []uintptr{devnull.Fd(), 1, 2},
+		Sys:   sys,
+	})
+	devnull.Close()
+	if err != nil {
+		return protocol.Event{}, fmt.Errorf("starting %s: %w", p.Path, err)
+	}
+	say(protocol.Event{Kind: protocol.EventExec, Pid: pid, Uptime: uptime()})
+
+	var kill <-chan time.Time
+	for {
+		if ws, done := reap(pid); done {
+			return ExitEvent(ws), nil
+		}
+		select {
+		case s := <-sigs:
+			if s == unix.SIGCHLD {
+				continue
+			}
+			unix.Kill(pid, s.(syscall.Signal))
+			if kill == nil {
+				kill = time.After(timeout)
+			}
+		case <-kill:
+			warnf("%s did not stop %v after the signal: killing it", p.Path, timeout)
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// reap collects every exited child and reports whether pid was one.
+func reap(pid int) (syscall.WaitStatus, bool) {
+	var status syscall.WaitStatus
+	found := false
+	for {
+		var ws syscall.WaitStatus
+		wpid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || wpid <= 0 {
+			return status, found
+		}
+		if wpid == pid {
+			status, found = ws, true
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package initramfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+)
+
+// ModulePath is the Go module bespoke's guest init is built from.
+const ModulePath = "github.com/bespoke-os/bespoke"
+
+// InitPackage is the package of the guest init binary.
+const InitPackage = ModulePath + "/cmd/bespoke-init"
+
+// InitName is the file name of the guest init binary beside bespoke.
+const InitName = "bespoke-init"
+
+// ErrNoInit means no guest init binary could be found or built.
+var ErrNoInit = errors.New("guest init binary (bespoke-init) not found: run 'make', which builds bin/bespoke and bin/bespoke-init side by side, or set BESPOKE_INIT")
+
+// InitBinary returns the host path of the guest init: $BESPOKE_INIT when
+// set; else bespoke-init beside the running executable; else, when the go
+// tool and this module's source are at hand (tests, go run), a build of
+// cmd/bespoke-init cached in cacheDir under a hash of its sources.
+func InitBinary(ctx context.Context, cacheDir string) (string, error) {
+	if p := os.Getenv("BESPOKE_INIT"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("finding the guest init: BESPOKE_INIT: %w", err)
+		}
+		return p, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), InitName)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	root, ok := moduleRoot(ctx)
+	if !ok {
+		return "", ErrNoInit
+	}
+	return buildInit(ctx, root, cacheDir)
+}
+
+// moduleRoot finds bespoke's source tree: the module of the current
+// directory, or the one this file was compiled from.
+func moduleRoot(ctx context.Context) (string, bool) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", false
+	}
+	var candidates []string
+	if out, err := exec.CommandContext(ctx, goTool, "env", "GOMOD").Output(); err == nil {
+		if gomod := strings.TrimSpace(string(out)); gomod != "" && gomod != os.DevNull {
+			candidates = append(candidates, filepath.Dir(gomod))
+		}
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		candidates = append(candidates, filepath.Join(filepath.Dir(file), "..", ".."))
+	}
+	for _, dir := range candidates {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "module" && f[1] == ModulePath {
+				if _, err := os.Stat(filepath.Join(dir, "cmd", InitName)); err == nil {
+					return filepath.Clean(dir), true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// initSourceHash hashes what the guest init is built from: its packages'
+// Go files, go.mod, go.sum and the Go version.
+func initSourceHash(ctx context.Context, root string) (string, error) {
+	h := sha256.New()
+	var files []string
+	for _, dir := range []string{"cmd/" + InitName, "internal/guestinit"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	sort.Strings(files)
+	files = append(files, filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil && !(errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(f, "go.sum")) {
+			return "", err
+		}
+		rel, _ := filepath.Rel(root, f)
+		fmt.Fprintf(h, "%s %d\n", rel, len(b))
+		h.Write(b)
+	}
+	out, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "", fmt.Errorf("running go env: %w", err)
+	}
+	h.Write(out)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// InitBuildArgs are the go build arguments for the guest init (after "go
+// build"): a small, static, reproducible binary.
+var InitBuildArgs = []string{"-trimpath", "-ldflags=-s -w"}
+
+func buildInit(ctx context.Context, root, cacheDir string) (string, error) {
+	sum, err := initSourceHash(ctx, root)
+	if err != nil {
+		return "", fmt.Errorf("hashing the guest init sources: %w", err)
+	}
+	dir := filepath.Join(cacheDir, "init")
+	out := filepath.Join(dir, InitName+"-"+sum)
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("building the guest init: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+InitName+"-*")
+	if err != nil {
+		return "", fmt.Errorf("building the guest init: %w", err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	args := append([]string{"build"}, InitBuildArgs...)
+	args = append(args, "-o", tmp.Name(), InitPackage)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building the guest init (go %s): %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return "", fmt.Errorf("building the guest init: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", fmt.Errorf("building the guest init: %w", err)
+	}
+	return out, nil
+}
