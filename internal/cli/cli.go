@@ -29,17 +29,26 @@ type verb struct {
 	run   func(ctx context.Context, env *Env, args []string) error
 }
 
-// verbs is the command table. Each verb lives in a file of its own.
-var verbs = []verb{
-	{"trace", "[-o manifest.json] [--ready tcp:PORT|log:REGEX] [--workload CMD] [--timeout DUR] -- PROGRAM [ARGS...]", "record what an unmodified program uses (manifest)", runTrace},
-	{"features", "MANIFEST", "list the kernel options a manifest requires, with the facts behind each", runFeatures},
-	{"config", "--manifest M [--target T] [--opt o2|size] [--enable SYM]... [--disable SYM]... [--explain] -o FILE", "write a kernel .config specialized for a manifest", runConfig},
-	{"kernel", "build --config FILE [--kernel-src PATH] -o DIR", "build a kernel (cached by config hash)", runKernel},
-	{"doctor", "", "check the host tools that bespoke needs", runDoctor},
-	{"build", "[-f bespoke.yaml | --ready R --workload W -- PROGRAM ARGS] [-o IMAGE_DIR]", "trace, configure, compile and package one program into an image", runBuild},
-	{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
-	{"verify", "IMAGE_DIR [--fix] [--max-rounds N]", "boot an image, run its workload and report what is missing", runVerify},
-	{"version", "", "print the bespoke version", runVersion},
+// verbs is the command table. Each verb lives in a file of its own. It is
+// filled in init so that verbs may call newFlagSet, which reads it.
+var verbs []verb
+
+func init() {
+	verbs = verbTable()
+}
+
+func verbTable() []verb {
+	return []verb{
+		{"trace", "[-o manifest.json] [--ready tcp:PORT|log:REGEX] [--workload CMD] [--timeout DUR] -- PROGRAM [ARGS...]", "record what an unmodified program uses (manifest)", runTrace},
+		{"features", "MANIFEST", "list the kernel options a manifest requires, with the facts behind each", runFeatures},
+		{"config", "--manifest M [--target T] [--opt o2|size] [--enable SYM]... [--disable SYM]... [--explain] -o FILE", "write a kernel .config specialized for a manifest", runConfig},
+		{"kernel", "build --config FILE [--kernel-src PATH] -o DIR", "build a kernel (cached by config hash)", runKernel},
+		{"doctor", "", "check the host tools that bespoke needs", runDoctor},
+		{"build", "[-f bespoke.yaml | --ready R --workload W -- PROGRAM ARGS] [-o IMAGE_DIR]", "trace, configure, compile and package one program into an image", runBuild},
+		{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
+		{"verify", "IMAGE_DIR [--fix] [--max-rounds N]", "boot an image, run its workload and report what is missing", runVerify},
+		{"version", "", "print the bespoke version", runVersion},
+	}
 }
 
 // Version is set at link time with -ldflags "-X ...cli.Version=...".
