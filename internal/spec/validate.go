@@ -1,0 +1,288 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// setDefaults fills in what a spec left out.
+func (sp *Spec) setDefaults() {
+	if sp.Name == "" && len(sp.Cmd) > 0 {
+		sp.Name = defaultName(sp.Cmd[0])
+	}
+	if sp.Target == "" {
+		sp.Target = DefaultTarget
+	}
+	if sp.MemoryMB == 0 {
+		sp.MemoryMB = DefaultMemoryMB
+	}
+	if sp.CPUs == 0 {
+		sp.CPUs = DefaultCPUs
+	}
+	if sp.Kernel.Opt == "" {
+		sp.Kernel.Opt = DefaultOpt
+	}
+	if sp.StopSignal == "" {
+		sp.StopSignal = DefaultStopSignal
+	}
+	if sp.StopTimeout == 0 {
+		sp.StopTimeout = DefaultStopTimeout
+	}
+	if sp.ReadyTimeout == 0 {
+		sp.ReadyTimeout = DefaultReadyTimeout
+	}
+	if sp.WorkloadTimeout == 0 {
+		sp.WorkloadTimeout = DefaultWorkloadTimeout
+	}
+	for i := range sp.Dirs {
+		if sp.Dirs[i].Mode == 0 {
+			sp.Dirs[i].Mode = DefaultDirMode
+		}
+	}
+}
+
+// defaultName derives an image name from the program: "redis-server" for
+// "/usr/bin/redis-server".
+func defaultName(prog string) string {
+	n := strings.ToLower(filepath.Base(prog))
+	n = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, n)
+	n = strings.TrimLeft(n, "._-")
+	if n == "" {
+		return "app"
+	}
+	return n
+}
+
+// Validate checks sp as a whole: required fields, values, placeholders and
+// settings that conflict. It resolves "ready: tcp:{port}" and adds a tcp
+// ready port missing from Ports. Load, Parse and FromArgs call it; call it
+// again after changing a Spec by hand. It reads nothing on the host (see
+// CheckHost).
+func (sp *Spec) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, sp.errorf(key, format, args...))
+	}
+	if sp.lines == nil {
+		sp.lines = map[string]int{}
+	}
+	sp.setDefaults()
+
+	switch {
+	case len(sp.Cmd) == 0:
+		bad("cmd", "missing cmd: give the program and its arguments, e.g. cmd: [redis-server, --port, \"{port}\"]")
+	case sp.Cmd[0] == "":
+		bad("cmd", "cmd: the program name is empty")
+	}
+	if !nameRE.MatchString(sp.Name) {
+		bad("name", "bad name %q: use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit", sp.Name)
+	}
+	if !slices.Contains(Targets, sp.Target) {
+		bad("target", "unknown target %q: want one of %s", sp.Target, strings.Join(Targets, ", "))
+	}
+	if sp.Kernel.Opt != OptO2 && sp.Kernel.Opt != OptSize {
+		bad("kernel.opt", "bad kernel opt %q: want %s (-O2) or %s (-Os)", sp.Kernel.Opt, OptO2, OptSize)
+	}
+	for _, key := range []string{"enable", "disable"} {
+		list := sp.Kernel.Enable
+		if key == "disable" {
+			list = sp.Kernel.Disable
+		}
+		seen := map[string]bool{}
+		for _, s := range list {
+			if seen[s] {
+				bad("kernel."+key+"."+s, "kernel %s lists %s twice", key, s)
+			}
+			seen[s] = true
+		}
+	}
+	for _, s := range sp.Kernel.Disable {
+		if slices.Contains(sp.Kernel.Enable, s) {
+			bad("kernel.disable."+s, "kernel symbol %s is both enabled and disabled: keep one", s)
+		}
+	}
+
+	// Ports, and the ready port among them.
+	seen := map[Port]int{}
+	for i, p := range sp.Ports {
+		if _, dup := seen[p]; dup {
+			bad(fmt.Sprintf("ports.%d", i), "port %s is listed twice", p)
+		}
+		seen[p] = i
+	}
+	if sp.readyRef != "" {
+		switch m := portArgRE.FindStringSubmatch(sp.readyRef); {
+		case m != nil:
+			n, _ := strconv.Atoi(m[1])
+			if !sp.hasPort(n) {
+				bad("ready", "ready tcp:%s: %d is not one of the ports: add it to ports, or write tcp:%d", sp.readyRef, n, n)
+			}
+			sp.Ready.Port = n
+		case len(sp.portNumbers()) == 1:
+			sp.Ready.Port = sp.Ports[0].Port
+		default:
+			bad("ready", "ready tcp:{port} needs exactly one port in ports (found %d): write the guest port, e.g. tcp:6379", len(sp.portNumbers()))
+		}
+		sp.readyRef = ""
+	}
+	switch sp.Ready.Kind {
+	case ReadyNone, ReadyLog:
+	case ReadyTCP:
+		if sp.Ready.Port < 1 || sp.Ready.Port > 65535 {
+			if len(errs) == 0 {
+				bad("ready", "bad ready port %d: want 1-65535", sp.Ready.Port)
+			}
+		} else if _, ok := seen[Port{sp.Ready.Port, "tcp"}]; !ok {
+			sp.Ports = append(sp.Ports, Port{sp.Ready.Port, "tcp"})
+		}
+	default:
+		bad("ready", "bad ready kind %q: want tcp or log", sp.Ready.Kind)
+	}
+	slices.SortStableFunc(sp.Ports, func(a, b Port) int {
+		if a.Port != b.Port {
+			return a.Port - b.Port
+		}
+		return strings.Compare(a.Proto, b.Proto)
+	})
+	for _, p := range sp.Ports {
+		if p.Port < 1 || p.Port > 65535 || p.Proto != "tcp" && p.Proto != "udp" {
+			bad("ports", "bad port %s: want 1-65535, tcp or udp", p)
+		}
+	}
+
+	// Placeholders, with the values each place can know.
+	guest := sp.GuestPorts()
+	check := func(key, s string, v Vars) {
+		if _, err := v.Expand(s); err != nil {
+			bad(key, "%s: %v", strings.SplitN(key, ".", 2)[0], errors.Unwrap(err))
+		}
+	}
+	state := ""
+	if len(sp.Setup) > 0 {
+		state = "/state"
+	}
+	inGuest := sp.Vars("", guest, state)
+	for _, a := range sp.Cmd {
+		check("cmd", a, inGuest)
+	}
+	for _, k := range sortedKeys(sp.Env) {
+		check("env."+k, sp.Env[k], inGuest)
+	}
+	if sp.Workload != "" {
+		check("workload", sp.Workload, sp.Vars("127.0.0.1", guest, ""))
+	}
+	for i, s := range sp.Setup {
+		check(fmt.Sprintf("setup.%d", i), s, Vars{State: "/state"})
+	}
+	if sp.Workload == "" && sp.lines["workload_timeout"] > 0 {
+		bad("workload_timeout", "workload_timeout is set but there is no workload: add one or remove workload_timeout")
+	}
+
+	// The guest side: user, paths, directories.
+	if u := sp.User; u != nil {
+		switch {
+		case u.Name == "":
+			bad("user", "user: give a name (uid and gid alone cannot make an /etc/passwd entry)")
+		case !userRE.MatchString(u.Name):
+			bad("user", "bad user name %q", u.Name)
+		case u.Name == "root" && (u.UID != nil && *u.UID != 0 || u.GID != nil && *u.GID != 0):
+			bad("user", "user root must have uid and gid 0")
+		}
+		for _, id := range []*int{u.UID, u.GID} {
+			if id != nil && (*id < 0 || *id > 1<<31-2) {
+				bad("user", "bad uid/gid %d: want 0-%d", *id, 1<<31-2)
+			}
+		}
+		if u.Home != "" && !path.IsAbs(u.Home) {
+			bad("user.home", "user home %q must be an absolute path", u.Home)
+		}
+	}
+	if sp.Workdir != "" && !path.IsAbs(sp.Workdir) {
+		bad("workdir", "workdir %q must be an absolute path in the guest", sp.Workdir)
+	}
+	dirs := map[string]bool{}
+	for i, d := range sp.Dirs {
+		key := fmt.Sprintf("dirs.%d", i)
+		switch {
+		case d.Path == "":
+			bad(key, "dirs: give a path")
+		case !path.IsAbs(d.Path):
+			bad(key, "dirs: path %q must be absolute", d.Path)
+		case dirs[path.Clean(d.Path)]:
+			bad(key, "dirs: %s is listed twice", d.Path)
+		case path.Clean(d.Path) == "/":
+			bad(key, "dirs: / always exists")
+		}
+		dirs[path.Clean(d.Path)] = true
+		if d.Owner != "" && !ownerRE.MatchString(d.Owner) {
+			bad(key, "bad owner %q: want USER, USER:GROUP or UID:GID", d.Owner)
+		}
+	}
+	for i, p := range sp.Include {
+		if !filepath.IsAbs(p) {
+			bad(fmt.Sprintf("include.%d", i), "include %q must be absolute", p)
+		}
+	}
+	for _, pat := range sp.Exclude {
+		if _, err := filepath.Match(pat, ""); err != nil || pat == "" {
+			bad("exclude", "bad exclude pattern %q: want a glob like /usr/share/doc or *.pyc", pat)
+		}
+	}
+	for name := range sp.Rlimits {
+		if _, err := parseRlimitName(name); err != nil || name != strings.ToUpper(name) {
+			bad("rlimits", "unknown rlimit %q", name)
+		}
+	}
+	if _, err := parseSignal(sp.StopSignal); err != nil {
+		bad("stop_signal", "%v", err)
+	}
+	if sp.MemoryMB < 16 {
+		bad("memory", "memory %dM is too small: want at least 16M", sp.MemoryMB)
+	}
+	if sp.CPUs < 1 || sp.CPUs > 64 {
+		bad("cpus", "bad cpus %d: want 1-64", sp.CPUs)
+	}
+	if len(errs) > 0 {
+		return joinErrs(errs)
+	}
+	return nil
+}
+
+func (sp *Spec) hasPort(n int) bool {
+	for _, p := range sp.Ports {
+		if p.Port == n {
+			return true
+		}
+	}
+	return false
+}
+
+// portNumbers returns the distinct port numbers.
+func (sp *Spec) portNumbers() []int {
+	var ns []int
+	for _, p := range sp.Ports {
+		if !slices.Contains(ns, p.Port) {
+			ns = append(ns, p.Port)
+		}
+	}
+	return ns
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
