@@ -2,7 +2,7 @@ GO ?= go
 # Real kernel builds and boots under TCG take minutes: the full tier gets a long timeout.
 TEST_TIMEOUT ?= 85m
 
-.PHONY: all bespoke deps test test-short vet
+.PHONY: all bespoke deps test test-short vet demo
 
 all: bespoke
 
@@ -24,3 +24,7 @@ test: deps vet
 # Seconds; no root, QEMU or kernel build.
 test-short:
 	$(GO) test -short ./...
+
+# Builds the redis example image, boots it and benchmarks it (see README).
+demo: deps bespoke
+	./scripts/demo.sh

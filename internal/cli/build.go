@@ -1,7 +1,96 @@
 package cli
 
-import "context"
+import (
+	"context"
+	"fmt"
 
+	"github.com/bespoke-os/bespoke/internal/image"
+	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/bespoke-os/bespoke/internal/spec"
+)
+
+// runBuild runs the whole pipeline for one program: trace, kernel config,
+// kernel build, initramfs and a smoke boot, into an image directory.
 func runBuild(ctx context.Context, env *Env, args []string) error {
-	return errNotImplemented
+	fs := newFlagSet(env, "build")
+	var (
+		f            spec.Flags
+		file, out    string
+		manifestPath string
+		noBoot       bool
+		accel        string
+		ports        stringList
+		envs         stringList
+		include      stringList
+		exclude      stringList
+		jobs         int
+		kernelFrom   string
+	)
+	fs.StringVar(&file, "f", "", "the spec file (bespoke.yaml); without it, the program follows --")
+	fs.StringVar(&out, "o", "", "the image directory to write (default: ./NAME.image)")
+	fs.StringVar(&f.Name, "name", "", "the image name (default: the program's base name)")
+	fs.StringVar(&f.Ready, "ready", "", "when the program is ready: tcp:PORT or log:REGEX")
+	fs.StringVar(&f.Workload, "workload", "", "a shell command run against the ready program ({host} and {port} are filled in)")
+	fs.Var(&ports, "port", "a guest port the program serves, e.g. 6379 or 53/udp (repeatable)")
+	fs.Var(&envs, "e", "K=V added to the program's environment (repeatable)")
+	fs.StringVar(&f.User, "user", "", "the user the program runs as (default root)")
+	fs.StringVar(&f.Workdir, "workdir", "", "the program's working directory in the guest")
+	fs.Var(&include, "include", "a host path to copy into the image (repeatable)")
+	fs.Var(&exclude, "exclude", "a glob of guest paths never copied (repeatable)")
+	fs.StringVar(&f.Target, "target", "", "qemu-microvm (default), qemu-pc or firecracker")
+	fs.StringVar(&f.Memory, "m", "", "guest memory, e.g. 256M")
+	fs.IntVar(&f.CPUs, "cpus", 0, "guest CPUs")
+	fs.StringVar(&manifestPath, "manifest", "", "use this manifest (from bespoke trace) instead of tracing again")
+	fs.BoolVar(&noBoot, "no-boot", false, "skip the smoke boot")
+	fs.StringVar(&accel, "accel", "auto", "accelerator for the smoke boot: auto, kvm or tcg")
+	fs.StringVar(&kernelFrom, "kernel-from", "", "reuse the kernel of this image directory (its config must have every option the program needs)")
+	fs.IntVar(&jobs, "j", 0, "parallel jobs for the kernel build (default: the number of CPUs)")
+	pos, rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("unexpected argument %q: put the program after -- (bespoke build -- PROGRAM ARGS) or use -f bespoke.yaml", pos[0])
+	}
+	f.Ports, f.Env, f.Include, f.Exclude = ports, envs, include, exclude
+	var sp *spec.Spec
+	switch {
+	case file != "" && len(rest) > 0:
+		return usageErrorf("give either -f SPEC or a program after --, not both")
+	case file != "":
+		if sp, err = spec.Load(file); err != nil {
+			return err
+		}
+	case len(rest) > 0:
+		if sp, err = spec.FromArgs(f, rest); err != nil {
+			return err
+		}
+	default:
+		return usageErrorf("nothing to build: give -f bespoke.yaml, or the program after -- (bespoke build --ready tcp:6379 -- redis-server)")
+	}
+	if out == "" {
+		out = sp.Name + ".image"
+	}
+	opts := image.Options{
+		Spec:       sp,
+		Out:        out,
+		NoBoot:     noBoot,
+		Accel:      accel,
+		Progress:   env.Stderr,
+		Terminal:   isTerminal(env.Stderr),
+		Jobs:       jobs,
+		KernelFrom: kernelFrom,
+	}
+	if manifestPath != "" {
+		if opts.Manifest, err = manifest.ReadFile(manifestPath); err != nil {
+			return err
+		}
+	}
+	rep, err := image.Build(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("building %s: %w", sp.Name, err)
+	}
+	fmt.Fprintln(env.Stdout, out)
+	_ = rep
+	return nil
 }

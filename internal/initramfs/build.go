@@ -88,8 +88,8 @@ type Options struct {
 // report.json.
 type Report struct {
 	Compression string `json:"compression"`
-	// Kconfig is the symbol the kernel needs to unpack the archive.
-	Kconfig string `json:"kconfig,omitempty"`
+	// Kconfig are the symbols the kernel needs to unpack the archive.
+	Kconfig []string `json:"kconfig,omitempty"`
 	// UncompressedBytes is the size of the cpio archive,
 	// CompressedBytes the size of the file written.
 	UncompressedBytes int64  `json:"uncompressed_bytes"`
@@ -153,7 +153,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if method == "" {
 		method = DefaultCompression
 	}
-	sym, err := KconfigFor(method)
+	syms, err := KconfigFor(method)
 	if err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
@@ -175,7 +175,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		excluded: map[string]string{},
 		walked:   map[string]bool{},
 		patterns: opts.Exclude,
-		report:   &Report{Compression: method, Kconfig: sym},
+		report:   &Report{Compression: method, Kconfig: syms},
 		mtime:    sourceDateEpoch(),
 	}
 	if m := opts.Manifest; m != nil {

@@ -23,15 +23,18 @@ const (
 const DefaultCompression = CompressXZ
 
 // XZArgs are the arguments of the xz tool for an initramfs: the kernel's
-// XZ decoder checks CRC32 (or nothing), not xz's default CRC64, and a
-// small dictionary keeps the decoder's memory low. One thread keeps the
-// output reproducible.
-var XZArgs = []string{"--check=crc32", "--lzma2=dict=1MiB", "-T1", "-c"}
+// XZ decoder checks CRC32 (or nothing), not xz's default CRC64; the x86
+// BCJ filter (XZ_DEC_X86 in the kernel) and preset 9e shrink an archive
+// of programs and libraries by 7% (redis: 6.54 MB with dict=1MiB, 6.08 MB
+// with these); xz lowers the dictionary to the input's size, and the
+// kernel allocates it only while it unpacks. One thread keeps the output
+// reproducible.
+var XZArgs = []string{"--check=crc32", "--x86", "--lzma2=preset=9e,dict=32MiB", "-T1", "-c"}
 
-var kconfigs = map[string]string{
-	CompressXZ:   "RD_XZ",
-	CompressGzip: "RD_GZIP",
-	CompressNone: "",
+var kconfigs = map[string][]string{
+	CompressXZ:   {"RD_XZ", "XZ_DEC_X86"},
+	CompressGzip: {"RD_GZIP"},
+	CompressNone: nil,
 }
 
 // Methods returns the supported compression methods, sorted.
@@ -44,17 +47,18 @@ func Methods() []string {
 	return m
 }
 
-// KconfigFor returns the Kconfig symbol (without CONFIG_) the kernel needs
-// to unpack an initramfs compressed with method: "RD_XZ" for "xz",
-// "RD_GZIP" for "gzip", "" for "none". Every initramfs also needs
-// BLK_DEV_INITRD. It returns an error for an unknown method.
-func KconfigFor(method string) (string, error) {
+// KconfigFor returns the Kconfig symbols (without CONFIG_) the kernel
+// needs to unpack an initramfs compressed with method: RD_XZ and
+// XZ_DEC_X86 for "xz", RD_GZIP for "gzip", none for "none". Every
+// initramfs also needs BLK_DEV_INITRD. It returns an error for an unknown
+// method.
+func KconfigFor(method string) ([]string, error) {
 	if method == "" {
 		method = DefaultCompression
 	}
 	sym, ok := kconfigs[method]
 	if !ok {
-		return "", fmt.Errorf("unknown initramfs compression %q (want one of %s)", method, strings.Join(Methods(), ", "))
+		return nil, fmt.Errorf("unknown initramfs compression %q (want one of %s)", method, strings.Join(Methods(), ", "))
 	}
 	return sym, nil
 }

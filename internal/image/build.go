@@ -1,0 +1,712 @@
+// Package image builds an image directory for one program: it runs the
+// whole pipeline (trace, kernel config, kernel build, initramfs, smoke boot)
+// and writes a self-describing directory that `bespoke run` boots.
+//
+// An image directory holds bzImage, vmlinux, initramfs.cpio.xz, config
+// (the kernel's .config), System.map, manifest.json, image.json (what
+// `bespoke run` reads), build.log, console.log and report.json. A build
+// assembles the directory beside the output and renames it into place at
+// the end, so a failed build leaves the last good image intact.
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/features"
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/kbuild"
+	"github.com/bespoke-os/bespoke/internal/kconfig"
+	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/bespoke-os/bespoke/internal/spec"
+	"github.com/bespoke-os/bespoke/internal/trace"
+	"github.com/bespoke-os/bespoke/internal/vm"
+)
+
+// File names in an image directory.
+const (
+	KernelFile    = "bzImage"
+	VmlinuxFile   = "vmlinux"
+	InitramfsFile = "initramfs.cpio.xz"
+	ConfigFile    = "config"
+	SystemMapFile = "System.map"
+	ManifestFile  = "manifest.json"
+	ReportFile    = "report.json"
+	BuildLogFile  = "build.log"
+	KernelMeta    = "kernel-build.json"
+)
+
+// Options says what Build builds.
+type Options struct {
+	Spec *spec.Spec
+	// Out is the image directory; it is replaced only when the build succeeds.
+	Out string
+	// CacheDir is bespoke's cache ("" means ksrc.CacheDir()).
+	CacheDir string
+	// Manifest, when set, is used instead of tracing the program (the
+	// manifest of an earlier trace, e.g. `bespoke trace -o`).
+	Manifest *manifest.Manifest
+	// KernelFrom, when set, is an image directory whose kernel is reused
+	// instead of building one. Its config must enable every option the
+	// new program requires.
+	KernelFrom string
+	// NoBoot skips the smoke boot.
+	NoBoot bool
+	// Accel is the QEMU accelerator for the smoke boot ("" means auto).
+	Accel string
+	// Progress receives one line per stage and the summary; Terminal
+	// says it is a terminal (the kernel build then rewrites one line).
+	Progress io.Writer
+	Terminal bool
+	// Jobs is make -j for the kernel (0: the number of CPUs).
+	Jobs int
+}
+
+// Report is report.json: what the image holds and what building it took.
+type Report struct {
+	Name   string `json:"name"`
+	Target string `json:"target"`
+	// Bytes: the kernel, the initramfs, and both (what a VM loads).
+	KernelBytes    int64             `json:"kernel_bytes"`
+	InitramfsBytes int64             `json:"initramfs_bytes"`
+	TotalBytes     int64             `json:"total_bytes"`
+	KernelSymbols  int               `json:"kernel_symbols"` // =y in the .config
+	Kernel         *kbuild.Meta      `json:"kernel"`
+	Initramfs      *initramfs.Report `json:"initramfs"`
+	Stages         []Stage           `json:"stages"`
+	Boot           *Boot             `json:"boot,omitempty"`
+	Workload       *Workload         `json:"workload,omitempty"`
+	// Gaps are facts of the trace no kernel option provides (from the
+	// feature knowledge), e.g. a syscall Linux 6.12 no longer has.
+	Gaps []string `json:"gaps,omitempty"`
+}
+
+// Stage is one pipeline stage with its duration.
+type Stage struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+	Detail  string  `json:"detail,omitempty"`
+}
+
+// Boot is what the smoke boot measured, in seconds from QEMU's start
+// (host) or from the guest kernel's start (guest).
+type Boot struct {
+	Accel       string  `json:"accel"`
+	InitHost    float64 `json:"init_host"`
+	InitGuest   float64 `json:"init_guest"`
+	ReadyHost   float64 `json:"ready_host,omitempty"`
+	ReadyBy     string  `json:"ready_by,omitempty"`
+	ExitCode    int     `json:"exit_code"`
+	TotalHost   float64 `json:"total_host"`
+	ConsoleLog  string  `json:"console_log"`
+	ProgramExit bool    `json:"program_exited"` // the program ended by itself during the boot
+}
+
+// Workload is the workload's result against the booted image.
+type Workload struct {
+	Command  string  `json:"command"`
+	ExitCode int     `json:"exit_code"`
+	Seconds  float64 `json:"seconds"`
+	Output   string  `json:"output,omitempty"` // the last lines
+}
+
+// builder carries one build's state between stages.
+type builder struct {
+	opts    Options
+	sp      *spec.Spec
+	cache   string
+	stage   string // the staging directory
+	log     *os.File
+	report  Report
+	stageNo int
+	stages  int
+}
+
+// Build runs the pipeline and returns the report of the new image.
+func Build(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Spec == nil || opts.Out == "" {
+		return nil, errors.New("building image: a spec and an output directory are required")
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	b := &builder{opts: opts, sp: opts.Spec, stages: 5}
+	if opts.NoBoot {
+		b.stages--
+	}
+	if len(b.sp.Setup) > 0 && opts.Manifest == nil {
+		b.stages++
+	}
+	b.report.Name, b.report.Target = b.sp.Name, b.sp.Target
+	var err error
+	if b.cache = opts.CacheDir; b.cache == "" {
+		if b.cache, err = ksrc.CacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.sp.CheckHost("/etc"); err != nil {
+		return nil, err
+	}
+	if b.stage, err = stagingDir(opts.Out); err != nil {
+		return nil, fmt.Errorf("building image: %w", err)
+	}
+	defer os.RemoveAll(b.stage) // gone after the rename on success
+	if b.log, err = os.Create(filepath.Join(b.stage, BuildLogFile)); err != nil {
+		return nil, fmt.Errorf("building image: %w", err)
+	}
+	defer b.log.Close()
+	// The log's final path, named in every error.
+	logPath := filepath.Join(opts.Out, BuildLogFile)
+	if err := b.run(ctx); err != nil {
+		kept := b.keepLog()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("build interrupted; the previous image in %s is intact; log: %s", opts.Out, kept)
+		}
+		return nil, fmt.Errorf("%w\n(build log: %s; the previous image in %s, if any, is intact)", err, kept, opts.Out)
+	}
+	b.log.Close()
+	if err := commitDir(b.stage, opts.Out); err != nil {
+		return nil, err
+	}
+	b.summary(logPath)
+	return &b.report, nil
+}
+
+// keepLog copies the build log of a failed build next to the output, so
+// that it survives the staging directory.
+func (b *builder) keepLog() string {
+	dst := b.opts.Out + ".failed-build.log"
+	data, err := os.ReadFile(b.log.Name())
+	if err == nil && os.WriteFile(dst, data, 0o644) == nil {
+		return dst
+	}
+	return b.log.Name()
+}
+
+func (b *builder) run(ctx context.Context) error {
+	state := spec.StateDir(b.cache, b.sp.Name)
+	m := b.opts.Manifest
+	if m == nil {
+		if len(b.sp.Setup) > 0 {
+			if err := b.do("setup", func() (string, error) { return b.setup(ctx, state) }); err != nil {
+				return err
+			}
+		}
+		if err := b.do("trace", func() (string, error) {
+			var err error
+			m, err = b.trace(ctx, state)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d syscalls, %d files, %d libraries", len(m.Syscalls), len(m.Files), len(m.Closure)), nil
+		}); err != nil {
+			return err
+		}
+	}
+	if err := m.WriteFile(filepath.Join(b.stage, ManifestFile)); err != nil {
+		return err
+	}
+	if err := b.do("kernel", func() (string, error) { return b.kernel(ctx, m) }); err != nil {
+		return err
+	}
+	if err := b.do("initramfs", func() (string, error) { return b.initramfs(ctx, m, state) }); err != nil {
+		return err
+	}
+	img := &vm.Image{
+		Name:      b.sp.Name,
+		Target:    b.sp.Target,
+		Kernel:    KernelFile,
+		Initramfs: InitramfsFile,
+		MemoryMB:  b.sp.MemoryMB,
+		CPUs:      b.sp.CPUs,
+		Ready:     b.sp.Ready.String(),
+	}
+	for _, p := range b.sp.Ports {
+		img.Ports = append(img.Ports, vm.Port{Guest: p.Port, Proto: p.Proto})
+	}
+	if err := img.Write(b.stage); err != nil {
+		return err
+	}
+	if !b.opts.NoBoot {
+		if err := b.do("boot", func() (string, error) { return b.boot(ctx, img) }); err != nil {
+			return err
+		}
+	}
+	b.report.TotalBytes = b.report.KernelBytes + b.report.InitramfsBytes
+	return writeJSON(filepath.Join(b.stage, ReportFile), &b.report)
+}
+
+// do runs one stage with a progress line before and after.
+func (b *builder) do(name string, f func() (string, error)) error {
+	b.stageNo++
+	fmt.Fprintf(b.opts.Progress, "[%d/%d] %s ...\n", b.stageNo, b.stages, name)
+	fmt.Fprintf(b.log, "==> %s\n", name)
+	start := time.Now()
+	detail, err := f()
+	d := time.Since(start)
+	b.report.Stages = append(b.report.Stages, Stage{Name: name, Seconds: d.Seconds(), Detail: detail})
+	if err != nil {
+		fmt.Fprintf(b.log, "%s failed after %s: %v\n", name, d.Round(time.Millisecond), err)
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if detail != "" {
+		detail = ": " + detail
+	}
+	fmt.Fprintf(b.opts.Progress, "      %s done in %s%s\n", name, d.Round(100*time.Millisecond), detail)
+	return nil
+}
+
+// setup runs the spec's setup commands on the host, in a fresh state
+// directory owned by the program's user.
+func (b *builder) setup(ctx context.Context, state string) (string, error) {
+	acct, err := b.sp.Account("/etc")
+	if err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(state); err != nil {
+		return "", fmt.Errorf("clearing the state directory: %w", err)
+	}
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return "", fmt.Errorf("creating the state directory: %w", err)
+	}
+	if err := os.Chown(state, acct.UID, acct.GID); err != nil {
+		return "", fmt.Errorf("creating the state directory: %w", err)
+	}
+	vars := b.sp.Vars("", b.sp.GuestPorts(), state)
+	for _, c := range b.sp.Setup {
+		cmdline, err := vars.Expand(c)
+		if err != nil {
+			return "", fmt.Errorf("setup %q: %w", c, err)
+		}
+		fmt.Fprintf(b.log, "$ %s\n", cmdline)
+		cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+		cmd.Dir = b.sp.Dir
+		cmd.Env = append(os.Environ(), "HOME="+acct.Home)
+		for _, k := range sortedKeys(b.sp.Env) {
+			cmd.Env = append(cmd.Env, k+"="+b.sp.Env[k])
+		}
+		if acct.UID != 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.UID), Gid: uint32(acct.GID)}}
+		}
+		cmd.Stdout, cmd.Stderr = b.log, b.log
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("setup command %q: %w", cmdline, err)
+		}
+	}
+	return fmt.Sprintf("%d commands, state in %s", len(b.sp.Setup), state), nil
+}
+
+// trace runs the program on the host under the tracer with the workload.
+func (b *builder) trace(ctx context.Context, state string) (*manifest.Manifest, error) {
+	ports, err := b.sp.TracePorts()
+	if err != nil {
+		return nil, err
+	}
+	argv, env, err := b.sp.Command(ports, state)
+	if err != nil {
+		return nil, err
+	}
+	opts := trace.Options{
+		Program: argv[0],
+		Args:    argv[1:],
+		Env:     os.Environ(),
+		Stdout:  b.log,
+		Stderr:  b.log,
+		Log:     b.log,
+		Timeout: b.sp.ReadyTimeout,
+		Grace:   b.sp.StopTimeout,
+	}
+	for _, k := range sortedKeys(env) {
+		opts.Env = append(opts.Env, k+"="+env[k])
+	}
+	if r := b.sp.Ready.OnHost(ports).String(); r != "" {
+		if opts.Ready, err = trace.ParseReady(r); err != nil {
+			return nil, err
+		}
+		if b.sp.Workload != "" {
+			if opts.Workload, err = b.sp.Expand(b.sp.Workload, "127.0.0.1", ports); err != nil {
+				return nil, fmt.Errorf("workload: %w", err)
+			}
+		}
+	}
+	m, err := trace.Run(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if w := m.Workload; w != nil && w.ExitCode != 0 {
+		return nil, fmt.Errorf("the workload failed on the host (exit %d) while tracing, so the trace does not show a working program:\n%s",
+			w.ExitCode, tail(w.Output, 10))
+	}
+	return m, nil
+}
+
+// kernel configures and builds the kernel for m.
+func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, error) {
+	if b.opts.KernelFrom != "" {
+		return b.reuseKernel(m)
+	}
+	tree, err := ksrc.Prepare(ctx, b.sp.Kernel.Source, b.cache, b.opts.Progress)
+	if err != nil {
+		return "", err
+	}
+	rd, err := initramfs.KconfigFor("xz")
+	if err != nil {
+		return "", err
+	}
+	enable := append(append([]string{"BLK_DEV_INITRD"}, rd...), b.sp.Kernel.Enable...)
+	res, err := kconfig.Generate(ctx, kconfig.Options{
+		Tree:     tree,
+		Target:   b.sp.Target,
+		Opt:      b.sp.Kernel.Opt,
+		Manifest: m,
+		Net:      len(b.sp.Ports) > 0,
+		Enable:   enable,
+		Disable:  b.sp.Kernel.Disable,
+		CacheDir: b.cache,
+		Log:      b.log,
+	})
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(b.stage, "kernel")
+	kr, err := kbuild.Build(ctx, kbuild.Options{
+		Tree:             tree,
+		Config:           res.Data,
+		OutDir:           out,
+		CacheDir:         b.cache,
+		Jobs:             b.opts.Jobs,
+		Progress:         b.opts.Progress,
+		ProgressTerminal: b.opts.Terminal,
+	})
+	if err != nil {
+		return "", err
+	}
+	// Lift the kernel artifacts to the top of the image directory.
+	for src, dst := range map[string]string{
+		"bzImage": KernelFile, "vmlinux": VmlinuxFile, ".config": ConfigFile,
+		"System.map": SystemMapFile, "build.json": KernelMeta,
+	} {
+		if err := os.Rename(filepath.Join(out, src), filepath.Join(b.stage, dst)); err != nil {
+			return "", fmt.Errorf("collecting kernel artifacts: %w", err)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(out, "build.log")); err == nil {
+		fmt.Fprintf(b.log, "--- kernel build log (%s) ---\n%s--- end of kernel build log ---\n", kr.BuildDir, data)
+	}
+	os.RemoveAll(out)
+	meta := kr.Meta
+	b.report.Kernel = &meta
+	b.report.KernelBytes = meta.BzImageBytes
+	b.report.KernelSymbols = res.Yes
+	hit := "built"
+	if kr.Hit {
+		hit = "cache hit"
+	}
+	return fmt.Sprintf("%s, %d options =y, bzImage %s", hit, res.Yes, humanBytes(meta.BzImageBytes)), nil
+}
+
+// execPath returns the absolute path program was exec'ed at: looked up in
+// $PATH as the tracer did, symlinks kept. Without a trace of this host
+// (a manifest from elsewhere), it falls back to the manifest's path.
+func execPath(program string, m *manifest.Manifest) (string, error) {
+	if filepath.IsAbs(program) {
+		return filepath.Clean(program), nil
+	}
+	if !strings.Contains(program, "/") {
+		if p, err := exec.LookPath(program); err == nil {
+			if p, err = filepath.Abs(p); err == nil {
+				return p, nil
+			}
+		}
+	}
+	if m.Program.Resolved == "" {
+		return "", fmt.Errorf("cannot tell where %s is: the manifest has no resolved program path", program)
+	}
+	return m.Program.Resolved, nil
+}
+
+// reuseKernel copies the kernel of another image after checking that its
+// config has every option m requires.
+func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
+	from := b.opts.KernelFrom
+	f, err := os.Open(filepath.Join(from, ConfigFile))
+	if err != nil {
+		return "", fmt.Errorf("reusing the kernel of %s: %w", from, err)
+	}
+	cfg, err := kconfig.ParseConfig(f)
+	f.Close()
+	if err != nil {
+		return "", fmt.Errorf("reusing the kernel of %s: %w", from, err)
+	}
+	rd, err := initramfs.KconfigFor("xz")
+	if err != nil {
+		return "", err
+	}
+	need := append(append([]string{"BLK_DEV_INITRD"}, rd...), b.sp.Kernel.Enable...)
+	for _, r := range features.Required(m) {
+		need = append(need, r.Symbol)
+	}
+	var missing []string
+	for _, sym := range need {
+		if !cfg.Enabled(sym) {
+			missing = append(missing, "CONFIG_"+sym)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return "", fmt.Errorf("the kernel of %s lacks %s, which this program needs: build its own kernel (without --kernel-from)",
+			from, strings.Join(slices.Compact(missing), ", "))
+	}
+	for _, name := range []string{KernelFile, VmlinuxFile, ConfigFile, SystemMapFile, KernelMeta} {
+		if err := copyFile(filepath.Join(from, name), filepath.Join(b.stage, name)); err != nil {
+			return "", fmt.Errorf("reusing the kernel of %s: %w", from, err)
+		}
+	}
+	var meta kbuild.Meta
+	if data, err := os.ReadFile(filepath.Join(b.stage, KernelMeta)); err == nil {
+		json.Unmarshal(data, &meta)
+	}
+	b.report.Kernel = &meta
+	b.report.KernelBytes = meta.BzImageBytes
+	b.report.KernelSymbols = cfg.Count("y")
+	return fmt.Sprintf("reused from %s, %d options =y", from, b.report.KernelSymbols), nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// initramfs packs the program, its files and the guest init.
+func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state string) (string, error) {
+	init, err := initramfs.InitBinary(ctx, b.cache)
+	if err != nil {
+		return "", err
+	}
+	acct, err := b.sp.Account("/etc")
+	if err != nil {
+		return "", err
+	}
+	argv, env, err := b.sp.Command(b.sp.GuestPorts(), state)
+	if err != nil {
+		return "", err
+	}
+	// Start the program at the path it was exec'ed at on the host, with
+	// symlinks kept: programs such as redis-server (a link to
+	// redis-check-rdb) choose what to be from argv[0].
+	path, err := execPath(argv[0], m)
+	if err != nil {
+		return "", err
+	}
+	cfg := protocol.Config{
+		Name:           b.sp.Name,
+		Path:           path,
+		Args:           argv[1:],
+		Uid:            acct.UID,
+		Gid:            acct.GID,
+		Workdir:        b.sp.Workdir,
+		Hostname:       b.sp.Name,
+		Rlimits:        b.sp.Rlimits,
+		StopTimeoutSec: int(b.sp.StopTimeout / time.Second),
+	}
+	for _, k := range sortedKeys(env) {
+		cfg.Env = append(cfg.Env, k+"="+env[k])
+	}
+	for _, d := range b.sp.Dirs {
+		uid, gid, err := spec.LookupOwner(d.Owner, "/etc", acct)
+		if err != nil {
+			return "", err
+		}
+		cfg.Dirs = append(cfg.Dirs, protocol.Dir{Path: d.Path, Mode: uint32(d.Mode.Perm()), Uid: uid, Gid: gid})
+	}
+	include := slices.Clone(b.sp.Include)
+	if len(b.sp.Setup) > 0 {
+		include = append(include, state)
+	}
+	rep, err := initramfs.Build(ctx, initramfs.Options{
+		Manifest:    m,
+		Init:        init,
+		Config:      cfg,
+		User:        initramfs.User{Name: acct.Name, Uid: acct.UID, Gid: acct.GID, Group: acct.Group, Home: acct.Home},
+		Include:     include,
+		Exclude:     b.sp.Exclude,
+		Compression: "xz",
+		Output:      filepath.Join(b.stage, InitramfsFile),
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(b.log, "initramfs: %s\n", w)
+	}
+	b.report.Initramfs = rep
+	b.report.InitramfsBytes = rep.CompressedBytes
+	return fmt.Sprintf("%d entries, %s of files, %s compressed", len(rep.Files), humanBytes(rep.FileBytes), humanBytes(rep.CompressedBytes)), nil
+}
+
+// boot boots the new image once and, when the spec has one, runs the
+// workload against it through the forwarded port.
+func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
+	console, err := os.Create(filepath.Join(b.stage, "console.log"))
+	if err != nil {
+		return "", err
+	}
+	defer console.Close()
+	var wl *Workload
+	cfg := vm.Config{
+		ImageDir: b.stage,
+		Image:    img,
+		Accel:    b.opts.Accel,
+		Timeout:  b.sp.ReadyTimeout + b.sp.WorkloadTimeout + 2*time.Minute,
+		Console:  console,
+		Status:   b.log,
+		LogPath:  filepath.Join(b.stage, "console.log"),
+	}
+	if b.sp.Workload != "" {
+		cfg.OnReady = func(ctx context.Context, ports map[int]int) error {
+			w, err := b.sp.Expand(b.sp.Workload, "127.0.0.1", ports)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(b.opts.Progress, "      running the workload against the image: %s\n", w)
+			wl, err = runWorkload(ctx, w, b.sp.WorkloadTimeout, b.log)
+			return err
+		}
+	}
+	res, err := vm.Run(ctx, cfg)
+	if res != nil {
+		b.report.Boot = &Boot{
+			Accel:       res.Accel,
+			InitHost:    res.Boot.Init.Seconds(),
+			InitGuest:   res.Boot.GuestInit.Seconds(),
+			ReadyHost:   res.Boot.Ready.Seconds(),
+			ReadyBy:     res.Boot.ReadyBy,
+			ExitCode:    res.ExitCode,
+			TotalHost:   res.Boot.Total.Seconds(),
+			ConsoleLog:  filepath.Join(b.opts.Out, "console.log"),
+			ProgramExit: !res.Stopped,
+		}
+	}
+	b.report.Workload = wl
+	if err != nil {
+		return "", err
+	}
+	if (b.sp.Workload != "" || b.sp.Ready.Kind != spec.ReadyNone) && !res.Stopped {
+		con, _ := os.ReadFile(cfg.LogPath)
+		return "", fmt.Errorf("the program exited with status %d in the guest before it was ready; last console lines (%s):\n%s",
+			res.ExitCode, filepath.Join(b.opts.Out, "console.log"), tail(string(con), 20))
+	}
+	if wl != nil && wl.ExitCode != 0 {
+		return "", fmt.Errorf("the workload failed against the image (exit %d):\n%s", wl.ExitCode, wl.Output)
+	}
+	detail := "booted: " + res.Boot.String()
+	if wl != nil {
+		detail += fmt.Sprintf("; workload passed in %.1fs", wl.Seconds)
+	} else if !res.Stopped {
+		detail += fmt.Sprintf("; the program exited with status %d", res.ExitCode)
+	}
+	return detail, nil
+}
+
+// runWorkload runs a workload command on the host and keeps its output.
+func runWorkload(ctx context.Context, command string, timeout time.Duration, log io.Writer) (*Workload, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	fmt.Fprintf(log, "$ %s\n%s", command, out)
+	w := &Workload{Command: command, Seconds: time.Since(start).Seconds(), Output: tail(string(out), 20)}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return w, fmt.Errorf("the workload did not finish within %s", timeout)
+	case errors.As(err, &exit):
+		w.ExitCode = exit.ExitCode()
+	case err != nil:
+		return w, fmt.Errorf("running the workload: %w", err)
+	}
+	return w, nil
+}
+
+func (b *builder) summary(logPath string) {
+	r := &b.report
+	p := b.opts.Progress
+	fmt.Fprintf(p, "image %s in %s\n", r.Name, b.opts.Out)
+	fmt.Fprintf(p, "  kernel     %s (%d options =y)\n", humanBytes(r.KernelBytes), r.KernelSymbols)
+	fmt.Fprintf(p, "  initramfs  %s (%d entries)\n", humanBytes(r.InitramfsBytes), len(r.Initramfs.Files))
+	fmt.Fprintf(p, "  total      %s\n", humanBytes(r.TotalBytes))
+	if r.Boot != nil {
+		fmt.Fprintf(p, "  boot       /init at %.2fs (guest %.2fs)", r.Boot.InitHost, r.Boot.InitGuest)
+		if r.Boot.ReadyHost > 0 {
+			fmt.Fprintf(p, ", ready at %.2fs", r.Boot.ReadyHost)
+		}
+		fmt.Fprintf(p, " under %s\n", r.Boot.Accel)
+	}
+	fmt.Fprintf(p, "  log        %s\n", logPath)
+	fmt.Fprintf(p, "run it: bespoke run %s\n", b.opts.Out)
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,328 @@
+package image_test
+
+// Full-tier tests: real traces, a real kernel build, real QEMU boots. The
+// redis image is built once (its kernel takes minutes under a cold cache);
+// the other images reuse its kernel with KernelFrom, since their subject is
+// not the kernel config.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/cli"
+	"github.com/bespoke-os/bespoke/internal/image"
+	"github.com/bespoke-os/bespoke/internal/kbuild"
+	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/spec"
+	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/vm"
+)
+
+var redis struct {
+	once sync.Once
+	dir  string
+	rep  *image.Report
+	err  error
+}
+
+// redisImage builds examples/redis once for the whole package.
+func redisImage(t *testing.T) (string, *image.Report) {
+	t.Helper()
+	return redisImageB(t)
+}
+
+func redisImageB(t testing.TB) (string, *image.Report) {
+	t.Helper()
+	testenv.Command(t, "qemu-system-x86_64")
+	testenv.Command(t, "redis-server")
+	testenv.File(t, ksrc.DefaultSource)
+	redis.once.Do(func() {
+		sp, err := spec.Load("../../examples/redis/bespoke.yaml")
+		if err != nil {
+			redis.err = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "bespoke-e2e-redis-")
+		if err != nil {
+			redis.err = err
+			return
+		}
+		redis.dir = filepath.Join(dir, "redis.image")
+		redis.rep, redis.err = image.Build(context.Background(), image.Options{
+			Spec:     sp,
+			Out:      redis.dir,
+			Progress: testWriter{t},
+		})
+	})
+	if redis.err != nil {
+		t.Fatalf("building the redis image: %v", redis.err)
+	}
+	return redis.dir, redis.rep
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if redis.dir != "" {
+		os.RemoveAll(filepath.Dir(redis.dir))
+	}
+	os.Exit(code)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestRedisImage(t *testing.T) {
+	dir, rep := redisImage(t)
+	for _, f := range []string{image.KernelFile, image.VmlinuxFile, image.InitramfsFile, image.ConfigFile,
+		image.ManifestFile, image.ReportFile, image.BuildLogFile, vm.ImageFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("image lacks %s: %v", f, err)
+		}
+	}
+	if rep.Workload == nil || rep.Workload.ExitCode != 0 {
+		t.Fatalf("the smoke boot's workload did not pass: %+v", rep.Workload)
+	}
+	if !strings.Contains(rep.Workload.Output, "SET") || !strings.Contains(rep.Workload.Output, "GET") {
+		t.Errorf("redis-benchmark output lacks SET/GET results:\n%s", rep.Workload.Output)
+	}
+	t.Logf("redis image: kernel %d B (%d =y), initramfs %d B, total %d B; boot /init %.2fs (guest %.2fs), ready %.2fs",
+		rep.KernelBytes, rep.KernelSymbols, rep.InitramfsBytes, rep.TotalBytes, rep.Boot.InitHost, rep.Boot.InitGuest, rep.Boot.ReadyHost)
+
+	// Boot it again and talk to redis through the forwarded port.
+	var got string
+	res, err := vm.Run(context.Background(), vm.Config{
+		ImageDir: dir,
+		Timeout:  3 * time.Minute,
+		Console:  testWriter{t},
+		OnReady: func(ctx context.Context, ports map[int]int) error {
+			port := fmt.Sprint(ports[6379])
+			if out, err := exec.CommandContext(ctx, "redis-cli", "-p", port, "set", "k", "v").CombinedOutput(); err != nil {
+				return fmt.Errorf("redis-cli set: %v: %s", err, out)
+			}
+			out, err := exec.CommandContext(ctx, "redis-cli", "-p", port, "get", "k").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("redis-cli get: %v: %s", err, out)
+			}
+			got = strings.TrimSpace(string(out))
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "v" {
+		t.Errorf("redis-cli get k = %q, want v", got)
+	}
+	if !res.Stopped {
+		t.Errorf("the VM ended by itself (exit %d), want it stopped after the check", res.ExitCode)
+	}
+}
+
+// TestRedisKernelCacheHit: building the redis image's kernel config again
+// is a cache hit that does not run make.
+func TestRedisKernelCacheHit(t *testing.T) {
+	dir, _ := redisImage(t)
+	cfg, err := os.ReadFile(filepath.Join(dir, image.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := ksrc.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := ksrc.Prepare(context.Background(), "", cache, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := kbuild.Build(context.Background(), kbuild.Options{Tree: tree, Config: cfg, OutDir: filepath.Join(t.TempDir(), "k"), Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Hit || res.Meta.MakeRun {
+		t.Errorf("second build of the redis config: hit %v, make run %v; want a hit without make", res.Hit, res.Meta.MakeRun)
+	}
+	t.Logf("cache hit in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestGoHTTPImage builds a static Go server (no shared libraries) into an
+// image and fetches a page through -p.
+func TestGoHTTPImage(t *testing.T) {
+	kernel, _ := redisImage(t)
+	bin := filepath.Join(t.TempDir(), "gohttp")
+	build := exec.Command("go", "build", "-o", bin, "../../examples/gohttp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build gohttp: %v\n%s", err, out)
+	}
+	sp, err := spec.FromArgs(spec.Flags{Ready: "tcp:8080"}, []string{bin, "-addr", ":{port}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "gohttp.image")
+	if _, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, NoBoot: true, Progress: testWriter{t}}); err != nil {
+		t.Fatal(err)
+	}
+	host := freePort(t)
+	var body string
+	_, stderr := runBespoke(t, []string{"run", out, "-p", fmt.Sprintf("%d:8080", host), "--timeout", "3m"}, func() {
+		body = fetch(t, fmt.Sprintf("http://127.0.0.1:%d/", host), 2*time.Minute)
+	})
+	if !strings.Contains(body, "hello from bespoke gohttp on gohttp") {
+		t.Errorf("page = %q, want the gohttp greeting with the image's hostname\nstderr:\n%s", body, stderr)
+	}
+}
+
+// TestExitStatus: a program that exits 3 makes bespoke run exit 3.
+func TestExitStatus(t *testing.T) {
+	kernel, _ := redisImage(t)
+	sp, err := spec.FromArgs(spec.Flags{Name: "exit3"}, []string{"/bin/sh", "-c", "echo guest-ran; exit 3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "exit3.image")
+	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Boot == nil || rep.Boot.ExitCode != 3 {
+		t.Errorf("smoke boot: %+v, want exit code 3", rep.Boot)
+	}
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(context.Background(), []string{"run", out, "--timeout", "3m"}, nil, &stdout, &stderr)
+	if code != 3 {
+		t.Errorf("bespoke run exited %d, want 3\nstderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "guest-ran") {
+		t.Errorf("console lacks the program's output:\n%s", stdout.String())
+	}
+}
+
+// TestInitCannotStart: the program's shared libraries are left out, so the
+// guest init cannot start it; bespoke run fails fast with the console tail.
+func TestInitCannotStart(t *testing.T) {
+	kernel, _ := redisImage(t)
+	sp, err := spec.FromArgs(spec.Flags{Name: "broken", Exclude: []string{"*.so*"}}, []string{"/bin/sh", "-c", "exit 0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "broken.image")
+	if _, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, NoBoot: true, Progress: testWriter{t}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(context.Background(), []string{"run", out, "--timeout", "5m"}, nil, &stdout, &stderr)
+	if code == 0 {
+		t.Fatalf("bespoke run exited 0 for a program that cannot start\nstderr:\n%s", stderr.String())
+	}
+	if d := time.Since(start); d > 2*time.Minute {
+		t.Errorf("bespoke run took %s, want a quick failure well before the 5m timeout", d)
+	}
+	if !strings.Contains(stderr.String(), "/bin/sh") || !strings.Contains(stderr.String(), "console") {
+		t.Errorf("the error does not name the program and show the console:\n%s", stderr.String())
+	}
+}
+
+// TestKernelFromRefusesMissingOptions: reusing a kernel that lacks an
+// option the program needs is an error naming the option.
+func TestKernelFromRefusesMissingOptions(t *testing.T) {
+	kernel, _ := redisImage(t)
+	sp, err := spec.FromArgs(spec.Flags{Name: "needs-aio"}, []string{"/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Kernel.Enable = []string{"AIO"}
+	out := filepath.Join(t.TempDir(), "x.image")
+	_, err = image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, NoBoot: true, Progress: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "CONFIG_AIO") {
+		t.Fatalf("got %v, want an error naming CONFIG_AIO", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a failed build left %s behind", out)
+	}
+}
+
+// runBespoke runs the bespoke CLI in-process in the background, calls
+// during() once the VM is starting, then cancels the run (as Ctrl-C does).
+func runBespoke(t *testing.T, args []string, during func()) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int)
+	go func() { done <- cli.Main(ctx, args, nil, &stdout, &stderr) }()
+	during()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("bespoke run did not stop within 30s of cancellation")
+	}
+	return stdout.String(), stderr.String()
+}
+
+// fetch GETs url until it answers or the deadline passes.
+func fetch(t *testing.T, url string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	client := &http.Client{Timeout: 5 * time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == 200 {
+				return string(body)
+			}
+			last = fmt.Errorf("status %s, body %q, %v", resp.Status, body, err)
+		} else {
+			last = err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Errorf("GET %s: no answer within %s: %v", url, within, last)
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

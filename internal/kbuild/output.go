@@ -1,0 +1,119 @@
+package kbuild
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// artifacts are the files of a result dir and an output dir, and where
+// they come from in a work dir ("" for the log).
+var artifacts = []struct{ name, inWork string }{
+	{"bzImage", "arch/x86/boot/bzImage"},
+	{"vmlinux", "vmlinux"},
+	{".config", ".config"},
+	{"System.map", "System.map"},
+	{"build.log", ""},
+}
+
+// install copies a result dir's artifacts and build.json into outDir. It fills a new dir beside outDir and swaps it in at the
+// end, so outDir keeps its previous content when anything fails.
+func install(outDir, resultDir string, meta *Meta, start time.Time) error {
+	outDir, err := filepath.Abs(outDir)
+	if err != nil {
+		return err
+	}
+	if err := checkOutDir(outDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(outDir), 0o755); err != nil {
+		return fmt.Errorf("writing kernel: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(outDir), filepath.Base(outDir)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing kernel: %w", err)
+	}
+	defer os.RemoveAll(tmp) // nothing left after the rename
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	for _, a := range artifacts {
+		if err := copyFile(filepath.Join(resultDir, a.name), filepath.Join(tmp, a.name)); err != nil {
+			return fmt.Errorf("writing kernel: %w", err)
+		}
+	}
+	meta.TotalSeconds = time.Since(start).Seconds()
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "build.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing kernel: %w", err)
+	}
+	return swapDir(tmp, outDir)
+}
+
+// checkOutDir refuses to replace a dir that holds something other than
+// an earlier kernel build.
+func checkOutDir(outDir string) error {
+	if ents, err := os.ReadDir(outDir); err == nil && len(ents) > 0 {
+		if _, err := os.Stat(filepath.Join(outDir, "build.json")); err != nil {
+			return fmt.Errorf("writing kernel: %s is not empty and holds no earlier kernel build (no build.json): choose another -o or empty it", outDir)
+		}
+	}
+	return nil
+}
+
+// swapDir replaces dst with src. When dst exists it is moved aside first
+// and put back if the second rename fails.
+func swapDir(src, dst string) error {
+	old := ""
+	if _, err := os.Stat(dst); err == nil {
+		o, err := os.MkdirTemp(filepath.Dir(dst), filepath.Base(dst)+".old-*")
+		if err != nil {
+			return fmt.Errorf("writing kernel: %w", err)
+		}
+		os.Remove(o)
+		if err := os.Rename(dst, o); err != nil {
+			return fmt.Errorf("writing kernel: replacing %s: %w", dst, err)
+		}
+		old = o
+	}
+	if err := os.Rename(src, dst); err != nil {
+		if old != "" {
+			os.Rename(old, dst)
+		}
+		return fmt.Errorf("writing kernel: %w", err)
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return nil
+}
+
+// copyFile copies a file (copy_file_range underneath, which shares
+// blocks on filesystems that can).
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return errors.Join(out.Close())
+}

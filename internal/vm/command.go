@@ -1,0 +1,317 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+)
+
+// Config says how to boot one image.
+type Config struct {
+	ImageDir string
+	Image    *Image // nil: LoadImage(ImageDir)
+
+	// Ports are forwarded from 127.0.0.1 on the host. The image's own
+	// ports are always forwarded too; an entry here with the same guest
+	// port and protocol chooses the host port.
+	Ports    []PortMap
+	MemoryMB int    // 0: the image's, else DefaultMemoryMB
+	CPUs     int    // 0: the image's, else 1
+	Accel    string // "auto" (or ""), "kvm" or "tcg"
+
+	// Env (K=V) is added to the program's environment, Args replace its
+	// arguments when not empty; both reach the init on the kernel command
+	// line (protocol.ParamOverride).
+	Env  []string
+	Args []string
+	// KernelLog drops "quiet" from the kernel command line, so that the
+	// kernel's boot messages reach the console.
+	KernelLog bool
+
+	// Timeout stops the VM when it runs longer (0: no limit).
+	Timeout time.Duration
+	// Console receives the serial console as it arrives (nil: discarded).
+	Console io.Writer
+	// Status receives bespoke's own lines: forwarded ports, the console
+	// log's path, the boot timing (nil: discarded).
+	Status io.Writer
+	// LogPath is where the console is saved: default ImageDir/console.log,
+	// or a new temporary directory when the image directory is read-only.
+	LogPath string
+	// QEMU is the qemu-system-x86_64 binary (default: found on $PATH).
+	QEMU string
+
+	// OnReady, when set, runs once the guest is ready (see Image.Ready),
+	// with the host port of each forwarded guest TCP port. When it returns,
+	// bespoke stops the VM (Result.Stopped); its ctx is cancelled if the VM
+	// ends first.
+	OnReady func(ctx context.Context, ports map[int]int) error
+}
+
+// Accelerators.
+const (
+	AccelAuto = "auto"
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// ErrNoKVM means --accel kvm was asked for but /dev/kvm cannot be opened.
+var ErrNoKVM = errors.New("KVM is not usable")
+
+// kvmUsable is KVMUsable; tests replace it.
+var kvmUsable = KVMUsable
+
+// KVMUsable reports whether /dev/kvm can be opened for reading and writing.
+func KVMUsable() error {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return nil
+}
+
+// Kernel command-line limits: x86's COMMAND_LINE_SIZE is 2048 bytes with
+// the NUL. QEMU's microvm appends " virtio_mmio.device=512@0x...:N" for each
+// virtio-mmio device; room is kept for it.
+const (
+	maxCmdline         = 2047
+	microvmMMIOReserve = 48
+)
+
+// Guest network of QEMU's user-mode networking (slirp defaults).
+const guestNet = "10.0.2.15/24,10.0.2.2"
+
+// plan is one boot, fully resolved.
+type plan struct {
+	img      *Image
+	args     []string // argv of QEMU, args[0] the binary
+	ports    []PortMap
+	accel    string
+	cmdline  string
+	ready    readiness
+	kernel   string // path
+	initrd   string // path
+	memoryMB int
+	cpus     int
+}
+
+// Command returns the QEMU command line (argv) that Run would start for
+// cfg. Host ports left 0 are chosen now, and Accel "auto" is resolved on
+// this machine.
+func Command(cfg Config) ([]string, error) {
+	p, err := newPlan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p.args, nil
+}
+
+func newPlan(cfg Config) (*plan, error) {
+	img := cfg.Image
+	if img == nil {
+		var err error
+		if img, err = LoadImage(cfg.ImageDir); err != nil {
+			return nil, err
+		}
+	} else if err := img.Check(); err != nil {
+		return nil, fmt.Errorf("checking image: %w", err)
+	}
+	p := &plan{img: img}
+	var machine, netdev string
+	switch img.Target {
+	case TargetMicrovm:
+		// acpi=off: QEMU appends virtio_mmio.device=... to the kernel
+		// command line only without ACPI, and bespoke's microvm kernels
+		// have no ACPI (they find CPUs in the MP table).
+		machine, netdev = "microvm,acpi=off", "virtio-net-device"
+	case TargetPC:
+		machine, netdev = "pc", "virtio-net-pci"
+	case TargetFirecracker:
+		return nil, fmt.Errorf("image %s targets firecracker, which bespoke does not boot: run its vmlinux and %s with firecracker, or rebuild it with --target qemu-microvm", cfg.ImageDir, img.Initramfs)
+	}
+
+	var err error
+	if p.ready, err = parseReady(img.Ready); err != nil {
+		return nil, err
+	}
+	if img.NoNet && len(cfg.Ports) > 0 {
+		return nil, fmt.Errorf("image %s has no network: it cannot forward ports", cfg.ImageDir)
+	}
+	if !img.NoNet {
+		if p.ports, err = mergePorts(cfg.Ports, img.Ports, p.ready); err != nil {
+			return nil, err
+		}
+		if err := pickFreePorts(p.ports); err != nil {
+			return nil, err
+		}
+	}
+
+	p.memoryMB = firstPositive(cfg.MemoryMB, img.MemoryMB, DefaultMemoryMB)
+	if p.memoryMB < minMemoryMB || p.memoryMB > maxMemoryMB {
+		return nil, fmt.Errorf("memory %d MiB: want %d to %d", p.memoryMB, minMemoryMB, maxMemoryMB)
+	}
+	p.cpus = firstPositive(cfg.CPUs, img.CPUs, 1)
+	if p.cpus > 255 {
+		return nil, fmt.Errorf("%d CPUs: want 1 to 255", p.cpus)
+	}
+
+	switch cfg.Accel {
+	case "", AccelAuto:
+		p.accel = AccelTCG
+		if kvmUsable() == nil {
+			p.accel = AccelKVM
+		}
+	case AccelKVM:
+		if err := kvmUsable(); err != nil {
+			return nil, fmt.Errorf("%w: %v: load the kvm module and join the kvm group, or use --accel tcg", ErrNoKVM, err)
+		}
+		p.accel = AccelKVM
+	case AccelTCG:
+		p.accel = AccelTCG
+	default:
+		return nil, fmt.Errorf("accelerator %q: want auto, kvm or tcg", cfg.Accel)
+	}
+
+	if p.cmdline, err = kernelCmdline(img, cfg, p.accel); err != nil {
+		return nil, err
+	}
+	if img.Target == TargetMicrovm && !img.NoNet && len(p.cmdline)+microvmMMIOReserve > maxCmdline {
+		return nil, fmt.Errorf("kernel command line too long: %d bytes, and QEMU's microvm adds about %d for the network device; the limit is %d: pass fewer or shorter -e values and arguments", len(p.cmdline), microvmMMIOReserve, maxCmdline)
+	}
+
+	p.kernel = filepath.Join(cfg.ImageDir, img.Kernel)
+	p.initrd = filepath.Join(cfg.ImageDir, img.Initramfs)
+	qemu := cfg.QEMU
+	if qemu == "" {
+		qemu = "qemu-system-x86_64"
+	}
+	a := []string{qemu, "-M", machine}
+	if p.accel == AccelKVM {
+		a = append(a, "-accel", "kvm", "-cpu", "host")
+	} else {
+		a = append(a, "-accel", "tcg")
+	}
+	a = append(a,
+		"-m", fmt.Sprint(p.memoryMB),
+		"-smp", fmt.Sprint(p.cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-chardev", "stdio,id=c0,signal=off", "-serial", "chardev:c0",
+		"-kernel", p.kernel,
+		"-initrd", p.initrd,
+		"-append", p.cmdline,
+	)
+	if !img.NoNet {
+		nd := "user,id=n0"
+		for _, f := range p.ports {
+			nd += fmt.Sprintf(",hostfwd=%s:127.0.0.1:%d-:%d", f.Proto, f.Host, f.Guest)
+		}
+		a = append(a, "-netdev", nd, "-device", netdev+",netdev=n0")
+	}
+	p.args = a
+	return p, nil
+}
+
+// hostTSCKHz returns the host's TSC frequency in kHz, 0 when unknown.
+// Tests replace it so that command lines do not depend on the host.
+var hostTSCKHz = func() int {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0
+			}
+			return int(mhz * 1000)
+		}
+	}
+	return 0
+}
+
+// kernelCmdline returns the kernel command line for one boot.
+func kernelCmdline(img *Image, cfg Config, accel string) (string, error) {
+	parts := []string{"console=ttyS0", "reboot=t", "panic=-1"}
+	if !cfg.KernelLog {
+		parts = append(parts, "quiet")
+	}
+	// Under TCG the guest's TSC calibration against the PIT often fails
+	// (measured: 7 of 12 boots), leaving a coarse clock; telling the guest
+	// the TSC frequency avoids the calibration. KVM has kvmclock.
+	if accel == AccelTCG {
+		if khz := hostTSCKHz(); khz > 0 {
+			parts = append(parts, fmt.Sprintf("tsc_early_khz=%d", khz))
+		}
+	}
+	if !img.NoNet {
+		parts = append(parts, protocol.ParamNet+"="+guestNet)
+	}
+	if c := strings.TrimSpace(img.Cmdline); c != "" {
+		parts = append(parts, c)
+	}
+	for _, kv := range cfg.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return "", fmt.Errorf("environment %q: want K=V", kv)
+		}
+	}
+	// An empty Args keeps the image's arguments: the override's JSON
+	// cannot tell an empty list from none.
+	if len(cfg.Env) > 0 || len(cfg.Args) > 0 {
+		v, err := protocol.EncodeOverride(protocol.Override{Args: cfg.Args, Env: cfg.Env})
+		if err != nil {
+			return "", fmt.Errorf("encoding the program's arguments: %w", err)
+		}
+		parts = append(parts, protocol.ParamOverride+"="+v)
+	}
+	s := strings.Join(parts, " ")
+	if len(s) > maxCmdline {
+		return "", fmt.Errorf("kernel command line too long: %d bytes, the limit is %d: pass fewer or shorter -e values and arguments", len(s), maxCmdline)
+	}
+	return s, nil
+}
+
+func firstPositive(v ...int) int {
+	for _, n := range v {
+		if n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// ShellQuote joins argv into one line a POSIX shell reads back as argv.
+func ShellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe := true
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

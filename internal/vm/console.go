@@ -1,0 +1,170 @@
+package vm
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+)
+
+// tailLines is how many console lines errors quote.
+const tailLines = 20
+
+// console reads the serial console line by line: it keeps the last lines
+// for error messages, notes when the kernel first prints, and turns the
+// init's marker lines into events. Write is called from one goroutine;
+// the getters from any.
+type console struct {
+	start   time.Time
+	readyRe *regexp.Regexp
+
+	mu      sync.Mutex
+	partial []byte
+	tail    []string
+	first   time.Duration // first output before any marker (the kernel's)
+	events  []timedEvent
+
+	// Closed once each: the init started, the program started, the
+	// program ended or init failed (see final), the ready regex matched.
+	started, exec, done, logReady chan struct{}
+	final                         *timedEvent // exit or error
+}
+
+type timedEvent struct {
+	protocol.Event
+	at time.Duration // host time since start
+}
+
+func newConsole(start time.Time, readyRe *regexp.Regexp) *console {
+	return &console{
+		start:    start,
+		readyRe:  readyRe,
+		started:  make(chan struct{}),
+		exec:     make(chan struct{}),
+		done:     make(chan struct{}),
+		logReady: make(chan struct{}),
+	}
+}
+
+// Write consumes console output; it never fails.
+func (c *console) Write(p []byte) (int, error) {
+	now := time.Since(c.start)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(c.partial[:i]), "\r")
+		c.partial = c.partial[i+1:]
+		c.line(line, now)
+	}
+	// A very long line without a newline: treat it as a line so that the
+	// buffer stays bounded.
+	if len(c.partial) > 64<<10 {
+		c.line(string(c.partial), now)
+		c.partial = nil
+	}
+	return len(p), nil
+}
+
+// Close handles a last line without a newline.
+func (c *console) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.partial) > 0 {
+		c.line(strings.TrimRight(string(c.partial), "\r"), time.Since(c.start))
+		c.partial = nil
+	}
+	return nil
+}
+
+func (c *console) line(line string, now time.Duration) {
+	c.tail = append(c.tail, line)
+	if len(c.tail) > tailLines {
+		c.tail = c.tail[len(c.tail)-tailLines:]
+	}
+	if c.readyRe != nil && c.readyRe.MatchString(line) {
+		closeOnce(c.logReady)
+	}
+	e, ok := protocol.ParseEvent(line)
+	if !ok {
+		// Only output before the init's first marker is the kernel's.
+		if c.first == 0 && len(c.events) == 0 && strings.TrimSpace(line) != "" {
+			c.first = now
+		}
+		return
+	}
+	te := timedEvent{Event: e, at: now}
+	c.events = append(c.events, te)
+	switch e.Kind {
+	case protocol.EventStarted:
+		closeOnce(c.started)
+	case protocol.EventExec:
+		closeOnce(c.started)
+		closeOnce(c.exec)
+	case protocol.EventExit, protocol.EventError:
+		if c.final == nil {
+			c.final = &te
+			closeOnce(c.done)
+		}
+	}
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// Tail returns the last console lines.
+func (c *console) Tail() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := append([]string(nil), c.tail...)
+	if len(c.partial) > 0 {
+		t = append(t, string(c.partial))
+		if len(t) > tailLines {
+			t = t[1:]
+		}
+	}
+	return t
+}
+
+// Final returns the exit or error event, if one was seen.
+func (c *console) Final() *timedEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.final
+}
+
+// timing fills t from what the console showed.
+func (c *console) timing(t *Timing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.Kernel = c.first
+	for _, e := range c.events {
+		guest := time.Duration(e.Uptime * float64(time.Second))
+		switch e.Kind {
+		case protocol.EventStarted:
+			if t.Init == 0 {
+				t.Init, t.GuestInit = e.at, guest
+			}
+		case protocol.EventExec:
+			if t.Exec == 0 {
+				t.Exec, t.GuestExec = e.at, guest
+			}
+		case protocol.EventExit, protocol.EventError:
+			if t.Exit == 0 {
+				t.Exit, t.GuestExit = e.at, guest
+			}
+		}
+	}
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make demo: build the redis example image, boot it, run redis-benchmark
+# against it through the forwarded port, and print its size and boot time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+img=out/redis.image
+port=${DEMO_PORT:-16379}
+
+echo "== building the redis image (the first kernel build takes several minutes)"
+bin/bespoke build -f examples/redis/bespoke.yaml -o "$img"
+
+echo "== booting $img with -p $port:6379"
+log=$(mktemp)
+bin/bespoke run "$img" -p "$port:6379" >"$log.console" 2>"$log" &
+run=$!
+trap 'kill -INT $run 2>/dev/null; wait $run 2>/dev/null; rm -f "$log" "$log.console"' EXIT
+for _ in $(seq 240); do
+  if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then break; fi
+  if ! kill -0 $run 2>/dev/null; then echo "the VM stopped:"; cat "$log"; tail -20 "$log.console"; exit 1; fi
+  sleep 0.5
+done
+[ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] || { echo "redis did not answer within 120s"; cat "$log"; exit 1; }
+
+echo "== redis-benchmark against the image"
+redis-benchmark -p "$port" -q -n 5000 -t set,get
+
+echo "== the image"
+ls -l "$img"/bzImage "$img"/initramfs.cpio.xz
+kernel=$(stat -c %s "$img/bzImage"); initrd=$(stat -c %s "$img/initramfs.cpio.xz")
+echo "total: $(( (kernel + initrd) / 1024 )) KiB (kernel $((kernel / 1024)) KiB + initramfs $((initrd / 1024)) KiB)"
+grep -h '^boot:\|boot ' "$log" || true
