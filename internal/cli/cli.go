@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 )
 
@@ -42,7 +41,7 @@ func verbTable() []verb {
 		{"trace", "[-o manifest.json] [--ready tcp:PORT|log:REGEX] [--workload CMD] [--timeout DUR] -- PROGRAM [ARGS...]", "record what an unmodified program uses (manifest)", runTrace},
 		{"features", "MANIFEST", "list the kernel options a manifest requires, with the facts behind each", runFeatures},
 		{"config", "--manifest M [--target T] [--opt o2|size] [--enable SYM]... [--disable SYM]... [--explain] -o FILE", "write a kernel .config specialized for a manifest", runConfig},
-		{"kernel", "build --config FILE [--kernel-src PATH] -o DIR", "build a kernel (cached by config hash)", runKernel},
+		{"kernel", "build --config FILE [--kernel-src PATH] [-j N] [--make VAR=VALUE]... [-n] -o DIR", "build a kernel (cached by config hash)", runKernel},
 		{"doctor", "", "check the host tools that bespoke needs", runDoctor},
 		{"build", "[-f bespoke.yaml | --ready R --workload W -- PROGRAM ARGS] [-o IMAGE_DIR]", "trace, configure, compile and package one program into an image", runBuild},
 		{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
@@ -182,16 +181,6 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-// sortedKeys returns the keys of m in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // errNotImplemented is returned by verbs that are not built yet.
 var errNotImplemented = errors.New("not implemented yet")

@@ -12,7 +12,7 @@ import (
 var doctorHost = kbuild.DefaultHost
 
 func runDoctor(ctx context.Context, env *Env, args []string) error {
-	fs := flagSet(env, "doctor")
+	fs := newFlagSet(env, "doctor")
 	pos, _, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err

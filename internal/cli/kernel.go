@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -10,13 +9,6 @@ import (
 	"github.com/bespoke-os/bespoke/internal/kbuild"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 )
-
-// flagSet is newFlagSet, reached through a variable set in init:
-// newFlagSet reads the verb table, which refers to every verb, so a verb
-// calling it directly is an initialization cycle.
-var flagSet func(env *Env, name string) *flag.FlagSet
-
-func init() { flagSet = newFlagSet }
 
 // kernelFlags are the flags of `bespoke kernel build`.
 type kernelFlags struct {
@@ -31,13 +23,13 @@ type kernelFlags struct {
 func runKernel(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 || args[0] != "build" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			flagSet(env, "kernel").Usage()
+			newFlagSet(env, "kernel").Usage()
 			return nil
 		}
 		return usageErrorf("want 'bespoke kernel build --config FILE -o DIR'")
 	}
 	var f kernelFlags
-	fs := flagSet(env, "kernel build")
+	fs := newFlagSet(env, "kernel build")
 	fs.StringVar(&f.config, "config", "", "the kernel config `FILE` to build (a .config, from 'bespoke config')")
 	fs.StringVar(&f.kernelSrc, "kernel-src", "", "kernel source: a tree or a .tar.xz (default "+ksrc.DefaultSource+")")
 	fs.StringVar(&f.out, "o", "", "output `DIR`: bzImage, vmlinux, .config, System.map, build.log, build.json")

@@ -14,7 +14,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,7 +161,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if err := b.sp.CheckHost("/etc"); err != nil {
 		return nil, err
 	}
-	if b.stage, err = stagingDir(opts.Out); err != nil {
+	if b.stage, err = atomicdir.Stage(opts.Out); err != nil {
 		return nil, fmt.Errorf("building image: %w", err)
 	}
 	defer os.RemoveAll(b.stage) // gone after the rename on success
@@ -177,8 +179,8 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("%w\n(build log: %s; the previous image in %s, if any, is intact)", err, kept, opts.Out)
 	}
 	b.log.Close()
-	if err := commitDir(b.stage, opts.Out); err != nil {
-		return nil, err
+	if err := atomicdir.Replace(b.stage, opts.Out); err != nil {
+		return nil, fmt.Errorf("building image: %w", err)
 	}
 	b.summary(logPath)
 	return &b.report, nil
@@ -294,7 +296,7 @@ func (b *builder) setup(ctx context.Context, state string) (string, error) {
 		cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
 		cmd.Dir = b.sp.Dir
 		cmd.Env = append(os.Environ(), "HOME="+acct.Home)
-		for _, k := range sortedKeys(b.sp.Env) {
+		for _, k := range slices.Sorted(maps.Keys(b.sp.Env)) {
 			cmd.Env = append(cmd.Env, k+"="+b.sp.Env[k])
 		}
 		if acct.UID != 0 {
@@ -328,7 +330,7 @@ func (b *builder) trace(ctx context.Context, state string) (*manifest.Manifest, 
 		Timeout: b.sp.ReadyTimeout,
 		Grace:   b.sp.StopTimeout,
 	}
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		opts.Env = append(opts.Env, k+"="+env[k])
 	}
 	if r := b.sp.Ready.OnHost(ports).String(); r != "" {
@@ -470,7 +472,7 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 			from, strings.Join(slices.Compact(missing), ", "))
 	}
 	for _, name := range []string{KernelFile, VmlinuxFile, ConfigFile, SystemMapFile, KernelMeta} {
-		if err := copyFile(filepath.Join(from, name), filepath.Join(b.stage, name)); err != nil {
+		if err := atomicdir.CopyFile(filepath.Join(from, name), filepath.Join(b.stage, name)); err != nil {
 			return "", fmt.Errorf("reusing the kernel of %s: %w", from, err)
 		}
 	}
@@ -482,23 +484,6 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	b.report.KernelBytes = meta.BzImageBytes
 	b.report.KernelSymbols = cfg.Count("y")
 	return fmt.Sprintf("reused from %s, %d options =y", from, b.report.KernelSymbols), nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // initramfs packs the program, its files and the guest init.
@@ -533,7 +518,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		Rlimits:        b.sp.Rlimits,
 		StopTimeoutSec: int(b.sp.StopTimeout / time.Second),
 	}
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		cfg.Env = append(cfg.Env, k+"="+env[k])
 	}
 	for _, d := range b.sp.Dirs {
@@ -666,11 +651,11 @@ func (b *builder) summary(logPath string) {
 	fmt.Fprintf(p, "  initramfs  %s (%d entries)\n", humanBytes(r.InitramfsBytes), len(r.Initramfs.Files))
 	fmt.Fprintf(p, "  total      %s\n", humanBytes(r.TotalBytes))
 	if r.Boot != nil {
-		fmt.Fprintf(p, "  boot       /init at %.2fs (guest %.2fs)", r.Boot.InitHost, r.Boot.InitGuest)
+		ready := ""
 		if r.Boot.ReadyHost > 0 {
-			fmt.Fprintf(p, ", ready at %.2fs", r.Boot.ReadyHost)
+			ready = fmt.Sprintf(", ready at %.2fs", r.Boot.ReadyHost)
 		}
-		fmt.Fprintf(p, " under %s\n", r.Boot.Accel)
+		fmt.Fprintf(p, "  boot       /init at %.2fs (guest %.2fs)%s under %s\n", r.Boot.InitHost, r.Boot.InitGuest, ready, r.Boot.Accel)
 	}
 	fmt.Fprintf(p, "  log        %s\n", logPath)
 	fmt.Fprintf(p, "run it: bespoke run %s\n", b.opts.Out)
@@ -700,13 +685,4 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

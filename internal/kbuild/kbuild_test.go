@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"io"
 	"os"
 	"path/filepath"
@@ -307,7 +308,7 @@ func (f *fakeMake) run(ctx context.Context, c Command, out io.Writer) error {
 	os.MkdirAll(filepath.Join(dir, "arch/x86/boot"), 0o755)
 	os.WriteFile(filepath.Join(dir, "arch/x86/boot/bzImage"), bytes.Repeat([]byte("k"), 1234), 0o644)
 	os.WriteFile(filepath.Join(dir, "System.map"), []byte("ffffffff81000000 T start_kernel\n"), 0o644)
-	return copyFile(exe, filepath.Join(dir, "vmlinux"))
+	return atomicdir.CopyFile(exe, filepath.Join(dir, "vmlinux"))
 }
 
 func (f *fakeMake) builds() int {

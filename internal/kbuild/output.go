@@ -2,9 +2,8 @@ package kbuild
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,7 +41,7 @@ func install(outDir, resultDir string, meta *Meta, start time.Time) error {
 		return err
 	}
 	for _, a := range artifacts {
-		if err := copyFile(filepath.Join(resultDir, a.name), filepath.Join(tmp, a.name)); err != nil {
+		if err := atomicdir.CopyFile(filepath.Join(resultDir, a.name), filepath.Join(tmp, a.name)); err != nil {
 			return fmt.Errorf("writing kernel: %w", err)
 		}
 	}
@@ -54,7 +53,10 @@ func install(outDir, resultDir string, meta *Meta, start time.Time) error {
 	if err := os.WriteFile(filepath.Join(tmp, "build.json"), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing kernel: %w", err)
 	}
-	return swapDir(tmp, outDir)
+	if err := atomicdir.Replace(tmp, outDir); err != nil {
+		return fmt.Errorf("writing kernel: %w", err)
+	}
+	return nil
 }
 
 // checkOutDir refuses to replace a dir that holds something other than
@@ -66,54 +68,4 @@ func checkOutDir(outDir string) error {
 		}
 	}
 	return nil
-}
-
-// swapDir replaces dst with src. When dst exists it is moved aside first
-// and put back if the second rename fails.
-func swapDir(src, dst string) error {
-	old := ""
-	if _, err := os.Stat(dst); err == nil {
-		o, err := os.MkdirTemp(filepath.Dir(dst), filepath.Base(dst)+".old-*")
-		if err != nil {
-			return fmt.Errorf("writing kernel: %w", err)
-		}
-		os.Remove(o)
-		if err := os.Rename(dst, o); err != nil {
-			return fmt.Errorf("writing kernel: replacing %s: %w", dst, err)
-		}
-		old = o
-	}
-	if err := os.Rename(src, dst); err != nil {
-		if old != "" {
-			os.Rename(old, dst)
-		}
-		return fmt.Errorf("writing kernel: %w", err)
-	}
-	if old != "" {
-		os.RemoveAll(old)
-	}
-	return nil
-}
-
-// copyFile copies a file (copy_file_range underneath, which shares
-// blocks on filesystems that can).
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return errors.Join(out.Close())
 }

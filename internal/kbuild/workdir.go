@@ -3,6 +3,7 @@ package kbuild
 import (
 	"errors"
 	"fmt"
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"os"
 	"path/filepath"
 	"sort"
@@ -99,7 +100,7 @@ func saveResult(work, result, logPath string, meta *Meta) error {
 		if a.inWork == "" {
 			from = logPath
 		}
-		if err := copyFile(from, filepath.Join(tmp, a.name)); err != nil {
+		if err := atomicdir.CopyFile(from, filepath.Join(tmp, a.name)); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"path/filepath"
 	"slices"
@@ -175,7 +176,7 @@ func (sp *Spec) Validate() error {
 	for _, a := range sp.Cmd {
 		check("cmd", a, inGuest)
 	}
-	for _, k := range sortedKeys(sp.Env) {
+	for _, k := range slices.Sorted(maps.Keys(sp.Env)) {
 		check("env."+k, sp.Env[k], inGuest)
 	}
 	if sp.Workload != "" {
@@ -276,13 +277,4 @@ func (sp *Spec) portNumbers() []int {
 		}
 	}
 	return ns
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -3,6 +3,7 @@ package trace
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -394,7 +395,7 @@ func (r *recorder) closure(h host, program string, warn func(string)) []manifest
 	}
 	// Mapped objects are real files (read from /proc/PID/fd); their own
 	// dependencies were mapped too, so each one is listed by itself.
-	for _, l := range sortedKeys(r.libs) {
+	for _, l := range slices.Sorted(maps.Keys(r.libs)) {
 		f := manifest.File{Path: l, Kind: "library"}
 		if fi, err := h.Lstat(l); err == nil && fi.Mode().IsRegular() {
 			f.Size = fi.Size()
@@ -418,7 +419,7 @@ func (r *recorder) files(h host, closure []manifest.File) (files []manifest.File
 	}
 	set := map[string]manifest.File{}
 	dirs := map[string]bool{}
-	for _, p := range sortedKeys(r.paths) {
+	for _, p := range slices.Sorted(maps.Keys(r.paths)) {
 		ps := r.paths[p]
 		if !ps.found || hostOnly(p) || inClosure[p] {
 			continue
@@ -568,13 +569,4 @@ func fileType(m fs.FileMode) string {
 		return "fifo"
 	}
 	return ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
