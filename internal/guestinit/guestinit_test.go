@@ -306,3 +306,19 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+func TestHasEntries(t *testing.T) {
+	dir := t.TempDir()
+	if hasEntries(dir) {
+		t.Errorf("hasEntries(empty dir) = true")
+	}
+	if err := os.WriteFile(dir+"/prog", nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !hasEntries(dir) {
+		t.Errorf("hasEntries(dir with a file) = false: /tmp would be mounted over the program")
+	}
+	if hasEntries(dir + "/missing") {
+		t.Errorf("hasEntries(missing) = true")
+	}
+}

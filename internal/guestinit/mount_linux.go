@@ -15,15 +15,19 @@ type baseMount struct {
 	flags          uintptr
 	data           string
 	optional       bool // mounted only when the kernel has the filesystem, silently skipped otherwise
+	// scratch marks a scratch directory (/tmp, /run): it is not mounted
+	// over when the initramfs put files there (a program built into /tmp,
+	// a state directory under /run), since the initramfs is writable anyway.
+	scratch bool
 }
 
 var baseMounts = []baseMount{
-	{"/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", false},
-	{"/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755", false},
-	{"/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0620,ptmxmode=0666", true},
-	{"/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", false},
-	{"/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", false},
-	{"/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755", false},
+	{"/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "", false, false},
+	{"/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755", false, false},
+	{"/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0620,ptmxmode=0666", true, false},
+	{"/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", false, false},
+	{"/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777", false, true},
+	{"/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755", false, true},
 }
 
 // mountBase mounts /proc (an error when that fails) and the other basic
@@ -48,6 +52,9 @@ func mountBase() error {
 			warnf("not mounting %s: %v", m.target, err)
 			continue
 		}
+		if m.scratch && hasEntries(m.target) {
+			continue // keep what the initramfs holds there
+		}
 		if err := unix.Mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil {
 			warnf("mounting %s (%s): %v", m.target, m.fstype, err)
 		}
@@ -58,6 +65,17 @@ func mountBase() error {
 		}
 	}
 	return nil
+}
+
+// hasEntries reports whether dir holds anything.
+func hasEntries(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) > 0
 }
 
 // kernelFilesystems returns the filesystem types in /proc/filesystems.

@@ -571,8 +571,13 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 		Status:   b.log,
 		LogPath:  filepath.Join(b.stage, "console.log"),
 	}
-	if b.sp.Workload != "" {
+	// A server does not exit by itself: the smoke boot ends once it is
+	// ready (and has served the workload, when there is one).
+	if b.sp.Workload != "" || b.sp.Ready.Kind != spec.ReadyNone {
 		cfg.OnReady = func(ctx context.Context, ports map[int]int) error {
+			if b.sp.Workload == "" {
+				return nil
+			}
 			w, err := b.sp.Expand(b.sp.Workload, "127.0.0.1", ports)
 			if err != nil {
 				return err
