@@ -13,7 +13,8 @@ echo "== booting $img with -p $port:6379"
 log=$(mktemp)
 bin/bespoke run "$img" -p "$port:6379" >"$log.console" 2>"$log" &
 run=$!
-trap 'kill -INT $run 2>/dev/null; wait $run 2>/dev/null; rm -f "$log" "$log.console"' EXIT
+stop_vm() { kill -INT $run 2>/dev/null || true; wait $run 2>/dev/null || true; }
+trap 'stop_vm; rm -f "$log" "$log.console"' EXIT
 for _ in $(seq 240); do
   if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then break; fi
   if ! kill -0 $run 2>/dev/null; then echo "the VM stopped:"; cat "$log"; tail -20 "$log.console"; exit 1; fi
@@ -24,8 +25,11 @@ done
 echo "== redis-benchmark against the image"
 redis-benchmark -p "$port" -q -n 5000 -t set,get
 
+stop_vm
+echo "== bespoke run said"
+cat "$log"
+
 echo "== the image"
 ls -l "$img"/bzImage "$img"/initramfs.cpio.xz
 kernel=$(stat -c %s "$img/bzImage"); initrd=$(stat -c %s "$img/initramfs.cpio.xz")
 echo "total: $(( (kernel + initrd) / 1024 )) KiB (kernel $((kernel / 1024)) KiB + initramfs $((initrd / 1024)) KiB)"
-grep -h '^boot:\|boot ' "$log" || true
