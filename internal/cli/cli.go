@@ -45,7 +45,6 @@ func verbTable() []verb {
 		{"doctor", "", "check the host tools that bespoke needs", runDoctor},
 		{"build", "[-f bespoke.yaml | --ready R --workload W -- PROGRAM ARGS] [-o IMAGE_DIR]", "trace, configure, compile and package one program into an image", runBuild},
 		{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
-		{"verify", "IMAGE_DIR [--fix] [--max-rounds N]", "boot an image, run its workload and report what is missing", runVerify},
 		{"version", "", "print the bespoke version", runVersion},
 	}
 }
@@ -181,9 +180,6 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-// errNotImplemented is returned by verbs that are not built yet.
-var errNotImplemented = errors.New("not implemented yet")
 
 func runVersion(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintln(env.Stdout, "bespoke", Version)
