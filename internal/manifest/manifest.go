@@ -45,6 +45,11 @@ type Manifest struct {
 	Prctls      []Prctl      `json:"prctls"`
 	// ProcSys lists /proc and /sys paths that were opened or probed.
 	ProcSys []string `json:"procsys"`
+	// UIDs and GIDs are the user and group ids the program switched to
+	// (the arguments of setuid, setresuid, setgid, setresgid, ...), e.g. a
+	// server started as root that drops to www-data for its workers.
+	UIDs []int `json:"uids,omitempty"`
+	GIDs []int `json:"gids,omitempty"`
 
 	// Closure is the ELF closure of the program (and of each exec'ed
 	// program): interpreter, shared libraries, script interpreters, with
@@ -222,6 +227,10 @@ func (m *Manifest) Normalize() {
 	slices.SortFunc(m.Prctls, func(a, b Prctl) int { return cmpStrings(a.Syscall, b.Syscall, a.Option, b.Option) })
 	slices.Sort(m.ProcSys)
 	m.ProcSys = slices.Compact(m.ProcSys)
+	slices.Sort(m.UIDs)
+	m.UIDs = slices.Compact(m.UIDs)
+	slices.Sort(m.GIDs)
+	m.GIDs = slices.Compact(m.GIDs)
 	m.Closure = sortFiles(m.Closure)
 	m.Files = sortFiles(m.Files)
 	slices.SortFunc(m.Excluded, func(a, b Excluded) int { return strings.Compare(a.Path, b.Path) })

@@ -41,6 +41,10 @@ var Targets = []string{TargetMicrovm, TargetPC, TargetFirecracker}
 const (
 	OptO2   = "o2"   // -O2 (CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE)
 	OptSize = "size" // -Os (CONFIG_CC_OPTIMIZE_FOR_SIZE)
+	// OptPGO is -O2 recompiled with a profile of the kernel under the
+	// workload; translation units the workload never ran are compiled
+	// for size (docs/pgo.md).
+	OptPGO = "pgo"
 )
 
 // Defaults filled in for fields a spec leaves out.
@@ -183,7 +187,7 @@ type Kernel struct {
 	// added to or removed from what the trace asks for.
 	Enable  []string
 	Disable []string
-	// Opt is OptO2 or OptSize.
+	// Opt is OptO2, OptSize or OptPGO.
 	Opt string
 }
 
@@ -295,4 +299,38 @@ func (sp *Spec) Excluded(p string) bool {
 // path on the host while building and in the guest.
 func StateDir(cacheDir, name string) string {
 	return filepath.Join(cacheDir, "state", name)
+}
+
+// SharedStateRoot holds the state directories that other users could not
+// reach under the cache directory.
+const SharedStateRoot = "/var/lib/bespoke/state"
+
+// StateDirFor returns the state directory for the image name:
+// StateDir(cacheDir, name) when every user may search the directories above
+// it, else, when bespoke runs as root, SharedStateRoot/name. Setup commands
+// and the traced program run as the spec's user, and a server started as
+// root may serve its files from workers that switched to another account
+// (Apache's User), so the state directory must be open to every account;
+// root's default cache, /root/.cache/bespoke, lies in a 0700 home. Without
+// root, bespoke runs everything as itself and keeps its own cache.
+func StateDirFor(cacheDir, name string) string {
+	dir := StateDir(cacheDir, name)
+	if os.Geteuid() != 0 || searchable(filepath.Dir(dir)) {
+		return dir
+	}
+	return filepath.Join(SharedStateRoot, name)
+}
+
+// searchable reports whether every user may search dir and every directory
+// above it (the "other" execute bit). Directories that do not exist yet
+// count as searchable: bespoke creates them 0755.
+func searchable(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
 }

@@ -67,6 +67,18 @@ var (
 	nrMkdirat    = mustNumber("mkdirat")
 	nrClone      = mustNumber("clone")
 	nrClone3     = mustNumber("clone3")
+	// Credential changes: the argument indexes that are user ids (uid) or
+	// group ids (gid).
+	credArgs = map[int]struct{ uid, gid []int }{
+		mustNumber("setuid"):    {uid: []int{0}},
+		mustNumber("setreuid"):  {uid: []int{0, 1}},
+		mustNumber("setresuid"): {uid: []int{0, 1, 2}},
+		mustNumber("setfsuid"):  {uid: []int{0}},
+		mustNumber("setgid"):    {gid: []int{0}},
+		mustNumber("setregid"):  {gid: []int{0, 1}},
+		mustNumber("setresgid"): {gid: []int{0, 1, 2}},
+		mustNumber("setfsgid"):  {gid: []int{0}},
+	}
 )
 
 // Open flags (x86_64).
@@ -111,6 +123,8 @@ type recorder struct {
 	prctls    map[[2]string]int
 	procsys   map[string]bool
 	created   map[string]bool
+	uids      map[int]bool
+	gids      map[int]bool
 	processes int
 	threads   int
 }
@@ -129,6 +143,8 @@ func newRecorder() *recorder {
 		prctls:  map[[2]string]int{},
 		procsys: map[string]bool{},
 		created: map[string]bool{},
+		uids:    map[int]bool{},
+		gids:    map[int]bool{},
 	}
 }
 
@@ -183,6 +199,19 @@ func (r *recorder) add(ev *Event) {
 		r.errors[ev.Nr][res]++
 	}
 	a := ev.Args
+	if c, ok := credArgs[ev.Nr]; ok {
+		// -1 (as a 32-bit id) leaves an id unchanged.
+		for _, i := range c.uid {
+			if id := uint32(a[i]); id != ^uint32(0) {
+				r.uids[int(id)] = true
+			}
+		}
+		for _, i := range c.gid {
+			if id := uint32(a[i]); id != ^uint32(0) {
+				r.gids[int(id)] = true
+			}
+		}
+	}
 	switch ev.Nr {
 	case nrSocket, nrSocketpair:
 		if ev.Exited {
@@ -316,6 +345,12 @@ func (r *recorder) build(h host, program string, warn func(string)) *manifest.Ma
 	}
 	for p := range r.procsys {
 		m.ProcSys = append(m.ProcSys, p)
+	}
+	for id := range r.uids {
+		m.UIDs = append(m.UIDs, id)
+	}
+	for id := range r.gids {
+		m.GIDs = append(m.GIDs, id)
 	}
 
 	// Paths, and the filesystems the paths that were found live on.

@@ -94,6 +94,15 @@ var otherSpecs = map[string]spec{
 	"ioctl":      {},
 	"prctl":      {},
 	"arch_prctl": {},
+	// Credential changes: the user and group ids, at entry.
+	"setuid":    {},
+	"setreuid":  {},
+	"setresuid": {},
+	"setfsuid":  {},
+	"setgid":    {},
+	"setregid":  {},
+	"setresgid": {},
+	"setfsgid":  {},
 }
 
 // specs is indexed by syscall number; nil means count only.
