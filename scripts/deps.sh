@@ -10,6 +10,9 @@ pkgs=(
   qemu-system-x86
   # tracing comparison and applications
   strace redis-server redis-tools file
+  # the six example applications (examples/) and their benchmark clients
+  nginx-light wrk postgresql-15 postgresql-contrib
+  memcached libmemcached-tools apache2 apache2-utils mariadb-server sysbench
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -26,4 +29,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 # Debian starts redis-server as a service on install; the tests start their own.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+# The same for the other servers.
+if command -v systemctl >/dev/null 2>&1; then
+  for s in redis-server nginx postgresql memcached apache2 mariadb; do $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+fi

@@ -25,6 +25,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		exclude      stringList
 		jobs         int
 		kernelFrom   string
+		optimize     string
 	)
 	fs.StringVar(&file, "f", "", "the spec file (bespoke.yaml); without it, the program follows --")
 	fs.StringVar(&out, "o", "", "the image directory to write (default: ./NAME.image)")
@@ -45,6 +46,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&accel, "accel", "auto", "accelerator for the smoke boot: auto, kvm or tcg")
 	fs.StringVar(&kernelFrom, "kernel-from", "", "reuse the kernel of this image directory (its config must have every option the program needs)")
 	fs.IntVar(&jobs, "j", 0, "parallel jobs for the kernel build (default: the number of CPUs)")
+	fs.StringVar(&optimize, "optimize", "", "kernel optimisation: o2 (-O2), size (-Os) or pgo (profile-guided under the workload; see docs/pgo.md); default: the spec's kernel.opt, else o2")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -67,6 +69,13 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		}
 	default:
 		return usageErrorf("nothing to build: give -f bespoke.yaml, or the program after -- (bespoke build --ready tcp:6379 -- redis-server)")
+	}
+	switch optimize {
+	case "":
+	case spec.OptO2, spec.OptSize, spec.OptPGO:
+		sp.Kernel.Opt = optimize
+	default:
+		return usageErrorf("--optimize %q: want o2, size or pgo", optimize)
 	}
 	if out == "" {
 		out = sp.Name + ".image"

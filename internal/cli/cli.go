@@ -45,6 +45,9 @@ func verbTable() []verb {
 		{"doctor", "", "check the host tools that bespoke needs", runDoctor},
 		{"build", "[-f bespoke.yaml | --ready R --workload W -- PROGRAM ARGS] [-o IMAGE_DIR]", "trace, configure, compile and package one program into an image", runBuild},
 		{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
+		{"verify", "IMAGE_DIR [--fix] [--max-rounds N] [--no-trace]", "run the spec's workload against a booted image; classify and --fix what it lacks", runVerify},
+		{"bench", "IMAGE_DIR [--runs N] [--workload CMD] [--metric REGEX]", "measure the workload on the image's kernels side by side (-O2 and profile-guided)", runBench},
+		{"report", "IMAGE_DIR...", "print a Markdown table of images: sizes, options, files, boot, workload, verify", runReport},
 		{"version", "", "print the bespoke version", runVersion},
 	}
 }

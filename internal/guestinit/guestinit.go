@@ -19,8 +19,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPath is the PATH the program starts with.
@@ -149,6 +151,15 @@ type Plan struct {
 	Groups   []int
 	Hostname string
 	Net      *Net // nil: only loopback
+	// StopSignal is what a protocol.StopRequest sends the program.
+	StopSignal syscall.Signal
+	// Tracer, when set (protocol.ParamTrace), is started as root in the
+	// program's place with TracerArgs: it runs the program under bespoke's
+	// tracer, as Uid:Gid, and forwards the signals it gets.
+	Tracer     string
+	TracerArgv []string
+	// Gcov (protocol.ParamGcov): a profiling boot of a gcov kernel.
+	Gcov bool
 }
 
 // MakePlan applies the kernel command line to cfg. home is the program
@@ -182,6 +193,26 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		overrideEnv = o.Env
 	}
 	p.Argv = append([]string{cfg.Path}, args...)
+	p.StopSignal = syscall.SIGTERM
+	if cfg.StopSignal != "" {
+		sig := unix.SignalNum(cfg.StopSignal)
+		if sig == 0 {
+			return p, fmt.Errorf("%s: unknown stop signal %q", protocol.ConfigPath, cfg.StopSignal)
+		}
+		p.StopSignal = sig
+	}
+	_, p.Gcov = params[protocol.ParamGcov]
+	if t, ok := params[protocol.ParamTrace]; ok {
+		if !strings.HasPrefix(t, "/") {
+			return p, fmt.Errorf("%s=%q: want an absolute path", protocol.ParamTrace, t)
+		}
+		stop := cfg.StopTimeoutSec
+		if stop <= 0 {
+			stop = DefaultStopTimeoutSec
+		}
+		p.Tracer = t
+		p.TracerArgv = append([]string{t}, protocol.TracerArgs(p.Uid, p.Gid, p.Groups, unix.SignalName(p.StopSignal), stop, p.Path, p.Argv)...)
+	}
 	if home == "" {
 		home = "/"
 	}

@@ -128,16 +128,28 @@ func TestMakePlan(t *testing.T) {
 			want: Plan{
 				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "-c", "/etc/app.conf"},
 				Env: []string{"PATH=" + DefaultPath, "HOME=/", "TERM=vt100", "A=1"},
-				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app",
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
 			},
 		},
+		{
+			name: "traced", cmdline: "console=ttyS0 " + protocol.ParamTrace + "=/.bespoke/trace", home: "",
+			want: Plan{
+				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "-c", "/etc/app.conf"},
+				Env: []string{"PATH=" + DefaultPath, "HOME=/", "TERM=vt100", "A=1"},
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
+				Tracer: "/.bespoke/trace",
+				TracerArgv: []string{"/.bespoke/trace", "-uid", "5", "-gid", "6", "-groups", "6", "-stop-signal", "SIGTERM", "-grace", "10s",
+					"--", "/usr/bin/app", "-c", "/etc/app.conf"},
+			},
+		},
+		{name: "relative tracer", cmdline: protocol.ParamTrace + "=trace", wantErr: protocol.ParamTrace},
 		{
 			name: "override and net", cmdline: "console=ttyS0 " + protocol.ParamOverride + "=" + override + " " + protocol.ParamNet + "=10.0.2.15/24,10.0.2.2",
 			home: "/home/app",
 			want: Plan{
 				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "--version"},
 				Env: []string{"PATH=" + DefaultPath, "HOME=/home/app", "TERM=vt100", "A=2", "B=3"},
-				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app",
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
 				Net: &Net{netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.2")},
 			},
 		},
@@ -320,5 +332,23 @@ func TestHasEntries(t *testing.T) {
 	}
 	if hasEntries(dir + "/missing") {
 		t.Errorf("hasEntries(missing) = true")
+	}
+}
+
+func TestMakePlanStopSignal(t *testing.T) {
+	cfg := protocol.Config{Name: "app", Path: "/usr/sbin/nginx", StopSignal: "SIGQUIT", StopTimeoutSec: 30}
+	p, err := MakePlan(cfg, protocol.ParamTrace+"=/.bespoke/t", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StopSignal != syscall.SIGQUIT {
+		t.Errorf("StopSignal = %v, want SIGQUIT", p.StopSignal)
+	}
+	if got := strings.Join(p.TracerArgv, " "); !strings.Contains(got, "-stop-signal SIGQUIT -grace 30s -- /usr/sbin/nginx") {
+		t.Errorf("tracer argv %q does not pass the stop signal and timeout on", got)
+	}
+	cfg.StopSignal = "SIGBOGUS"
+	if _, err := MakePlan(cfg, "", ""); err == nil || !strings.Contains(err.Error(), "SIGBOGUS") {
+		t.Errorf("unknown stop signal: %v, want an error naming it", err)
 	}
 }

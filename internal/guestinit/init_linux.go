@@ -1,10 +1,14 @@
 package guestinit
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -119,6 +123,12 @@ func run() (protocol.Event, error) {
 	}
 	if err := setRlimits(cfg.Rlimits); err != nil {
 		return protocol.Event{}, err
+	}
+	if plan.Gcov {
+		if err := unix.Mount("debugfs", "/sys/kernel/debug", "debugfs", 0, ""); err != nil {
+			return protocol.Event{}, fmt.Errorf("mounting debugfs for %s: %w (the kernel needs DEBUG_FS and GCOV_KERNEL)", protocol.ParamGcov, err)
+		}
+		defer sendGcov()
 	}
 	timeout := time.Duration(cfg.StopTimeoutSec) * time.Second
 	if timeout <= 0 {
@@ -249,12 +259,20 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 		groups[i] = uint32(g)
 	}
 	sys := &syscall.SysProcAttr{Setsid: true}
-	// PID 1 is root and always sets the credentials; a test running
-	// unprivileged as the same user cannot (setgroups needs CAP_SETGID).
-	if os.Getuid() == 0 || p.Uid != os.Getuid() || p.Gid != os.Getgid() || len(groups) > 0 {
+	path, argv := p.Path, p.Argv
+	if p.Tracer != "" {
+		// The tracer stays root and sets the program's credentials itself;
+		// it needs time after the program's end to send the trace.
+		path, argv = p.Tracer, p.TracerArgv
+		timeout += tracerGrace
+	} else if os.Getuid() == 0 || p.Uid != os.Getuid() || p.Gid != os.Getgid() || len(groups) > 0 {
+		// PID 1 is root and always sets the credentials; a test running
+		// unprivileged as the same user cannot (setgroups needs CAP_SETGID).
 		sys.Credential = &syscall.Credential{Uid: uint32(p.Uid), Gid: uint32(p.Gid), Groups: groups}
 	}
-	pid, err := syscall.ForkExec(p.Path, p.Argv, &syscall.ProcAttr{
+	stops := make(chan struct{}, 1)
+	go readRequests(os.Stdin, stops, p.Gcov)
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   p.Dir,
 		Env:   p.Env,
 		Files: []uintptr{devnull.Fd(), 1, 2},
@@ -262,7 +280,7 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 	})
 	devnull.Close()
 	if err != nil {
-		return protocol.Event{}, fmt.Errorf("starting %s: %w", p.Path, err)
+		return protocol.Event{}, fmt.Errorf("starting %s: %w", path, err)
 	}
 	say(protocol.Event{Kind: protocol.EventExec, Pid: pid, Uptime: uptime()})
 
@@ -277,6 +295,11 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 				continue
 			}
 			unix.Kill(pid, s.(syscall.Signal))
+			if kill == nil {
+				kill = time.After(timeout)
+			}
+		case <-stops:
+			unix.Kill(pid, p.StopSignal)
 			if kill == nil {
 				kill = time.After(timeout)
 			}
@@ -304,4 +327,72 @@ func reap(pid int) (syscall.WaitStatus, bool) {
 			status, found = ws, true
 		}
 	}
+}
+
+// tracerGrace is the time the tracer gets, beyond the stop timeout, to
+// send the trace after the program ended.
+const tracerGrace = 60 * time.Second
+
+// readRequests reads the console and sends on stops for each
+// protocol.StopRequest line the host writes; with gcov, it zeroes the
+// kernel's gcov counters on a protocol.GcovResetRequest and says so. It
+// turns the console's echo off first, so a request does not come back to
+// the host.
+func readRequests(console *os.File, stops chan<- struct{}, gcov bool) {
+	if t, err := unix.IoctlGetTermios(int(console.Fd()), unix.TCGETS); err == nil {
+		t.Lflag &^= unix.ECHO | unix.ECHONL
+		unix.IoctlSetTermios(int(console.Fd()), unix.TCSETS, t)
+	}
+	sc := bufio.NewScanner(console)
+	for sc.Scan() {
+		switch line := sc.Text(); {
+		case strings.Contains(line, protocol.StopRequest):
+			select {
+			case stops <- struct{}{}:
+			default:
+			}
+		case gcov && strings.Contains(line, protocol.GcovResetRequest):
+			if err := os.WriteFile(protocol.GcovDir+"/reset", []byte("1\n"), 0); err != nil {
+				warnf("resetting the gcov counters: %v", err)
+				continue
+			}
+			say(protocol.Event{Kind: protocol.EventAck, Msg: protocol.GcovReset, Uptime: uptime()})
+		}
+	}
+}
+
+// sendGcov sends every .gcda file under protocol.GcovDir to the host as
+// the protocol.BlobGcov tar archive. debugfs reports each file's size as
+// 0, so each is read whole before it is stored.
+func sendGcov() {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	n := 0
+	err := filepath.WalkDir(protocol.GcovDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || !strings.HasSuffix(p, ".gcda") {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			warnf("reading %s: %v", p, err)
+			return nil
+		}
+		n++
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, protocol.GcovDir+"/"), Mode: 0o644, Size: int64(len(data))}); err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = protocol.WriteBlob(os.Stdout, protocol.BlobGcov, buf.Bytes())
+	}
+	if err != nil {
+		warnf("sending the gcov data: %v", err)
+		return
+	}
+	os.Stdout.WriteString(fmt.Sprintf("%snote: sent %d .gcda files (%d bytes)\n", protocol.MarkerPrefix, n, buf.Len()))
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -35,6 +36,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/trace"
 	"github.com/bespoke-os/bespoke/internal/vm"
+	"golang.org/x/sys/unix"
 )
 
 // File names in an image directory.
@@ -48,7 +50,70 @@ const (
 	ReportFile    = "report.json"
 	BuildLogFile  = "build.log"
 	KernelMeta    = "kernel-build.json"
+	// SpecFile is the spec the image was built from, as JSON: what
+	// bespoke verify reads for the workload, and rebuilds with.
+	SpecFile = "spec.json"
+	// FixesFile is the image's derived state: what bespoke verify --fix
+	// added beyond the spec and the trace. A later build into the same
+	// directory keeps it.
+	FixesFile = "fixes.json"
 )
+
+// Fixes are files and kernel options added to an image beyond what its
+// spec and trace ask for, each with the reason.
+type Fixes struct {
+	Include []Fix `json:"include,omitempty"` // host paths, copied at the same path
+	Enable  []Fix `json:"enable,omitempty"`  // Kconfig symbols without CONFIG_
+}
+
+// Fix is one added file or symbol.
+type Fix struct {
+	What string `json:"what"`
+	Why  string `json:"why"`
+}
+
+// ReadFixes reads dir/fixes.json; an image without one has no fixes.
+func ReadFixes(dir string) (*Fixes, error) {
+	f := &Fixes{}
+	data, err := os.ReadFile(filepath.Join(dir, FixesFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return f, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(data, f)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the fixes of %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// Write writes f as dir/fixes.json.
+func (f *Fixes) Write(dir string) error { return writeJSON(filepath.Join(dir, FixesFile), f) }
+
+// Empty reports whether f adds nothing.
+func (f *Fixes) Empty() bool { return f == nil || len(f.Include)+len(f.Enable) == 0 }
+
+func whats(fs []Fix) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.What)
+	}
+	return out
+}
+
+// ReadSpec reads the spec an image was built from (spec.json).
+func ReadSpec(dir string) (*spec.Spec, error) {
+	data, err := os.ReadFile(filepath.Join(dir, SpecFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading the spec of image %s: %w (images built before bespoke verify existed lack it: rebuild with 'bespoke build')", dir, err)
+	}
+	sp := &spec.Spec{}
+	if err := json.Unmarshal(data, sp); err != nil {
+		return nil, fmt.Errorf("reading the spec of image %s: %w", dir, err)
+	}
+	return sp, nil
+}
 
 // Options says what Build builds.
 type Options struct {
@@ -74,6 +139,9 @@ type Options struct {
 	Terminal bool
 	// Jobs is make -j for the kernel (0: the number of CPUs).
 	Jobs int
+	// Fixes are added to what the spec asks for; nil means the fixes of
+	// the image already in Out, if any (see FixesFile).
+	Fixes *Fixes
 }
 
 // Report is report.json: what the image holds and what building it took.
@@ -89,7 +157,11 @@ type Report struct {
 	Initramfs      *initramfs.Report `json:"initramfs"`
 	Stages         []Stage           `json:"stages"`
 	Boot           *Boot             `json:"boot,omitempty"`
-	Workload       *Workload         `json:"workload,omitempty"`
+	// PGO is what --optimize pgo did.
+	PGO *PGO `json:"pgo,omitempty"`
+	// Fixes are what the image holds beyond its spec and trace (fixes.json).
+	Fixes    *Fixes    `json:"fixes,omitempty"`
+	Workload *Workload `json:"workload,omitempty"`
 	// Gaps are facts of the trace no kernel option provides (from the
 	// feature knowledge), e.g. a syscall Linux 6.12 no longer has.
 	Gaps []string `json:"gaps,omitempty"`
@@ -114,6 +186,10 @@ type Boot struct {
 	TotalHost   float64 `json:"total_host"`
 	ConsoleLog  string  `json:"console_log"`
 	ProgramExit bool    `json:"program_exited"` // the program ended by itself during the boot
+	// StopExitCode is the program's status after bespoke asked it to stop
+	// (its stop signal) once the workload was done; -1 when it did not
+	// stop by itself. 0 is a clean shutdown.
+	StopExitCode *int `json:"stop_exit_code,omitempty"`
 }
 
 // Workload is the workload's result against the booted image.
@@ -151,12 +227,37 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if len(b.sp.Setup) > 0 && opts.Manifest == nil {
 		b.stages++
 	}
+	if b.sp.Kernel.Opt == spec.OptPGO {
+		if opts.KernelFrom != "" {
+			return nil, errors.New("building image: --optimize pgo builds its own kernel: drop --kernel-from")
+		}
+		b.stages++
+	}
 	b.report.Name, b.report.Target = b.sp.Name, b.sp.Target
 	var err error
 	if b.cache = opts.CacheDir; b.cache == "" {
 		if b.cache, err = ksrc.CacheDir(); err != nil {
 			return nil, err
 		}
+	}
+	if b.opts.Fixes == nil {
+		if b.opts.Fixes, err = ReadFixes(opts.Out); err != nil {
+			return nil, err
+		}
+		if !b.opts.Fixes.Empty() {
+			fmt.Fprintf(opts.Progress, "keeping the fixes of the image in %s (%s): %s\n", opts.Out, FixesFile,
+				strings.Join(append(whats(b.opts.Fixes.Include), whats(b.opts.Fixes.Enable)...), ", "))
+		}
+	}
+	if !b.opts.Fixes.Empty() {
+		sp := *b.sp
+		sp.Include = append(slices.Clone(sp.Include), whats(b.opts.Fixes.Include)...)
+		sp.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(b.opts.Fixes.Enable)...)
+		sp.Kernel.Disable = slices.DeleteFunc(slices.Clone(sp.Kernel.Disable), func(d string) bool {
+			return slices.Contains(sp.Kernel.Enable, d)
+		})
+		b.sp = &sp
+		b.report.Fixes = b.opts.Fixes
 	}
 	if err := b.sp.CheckHost("/etc"); err != nil {
 		return nil, err
@@ -173,6 +274,8 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	logPath := filepath.Join(opts.Out, BuildLogFile)
 	if err := b.run(ctx); err != nil {
 		kept := b.keepLog()
+		// Paths in the staging directory are in OUT.failed now.
+		err = &movedError{strings.ReplaceAll(err.Error(), b.stage, b.failedDir()), err}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("build interrupted; the previous image in %s is intact; log: %s", opts.Out, kept)
 		}
@@ -186,19 +289,41 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	return &b.report, nil
 }
 
-// keepLog copies the build log of a failed build next to the output, so
-// that it survives the staging directory.
+// keepLog keeps the logs of a failed build (build.log and the consoles of
+// its boots) in OUT.failed/, beside the output, where the build's error
+// messages say they are, so that they survive the staging directory.
 func (b *builder) keepLog() string {
-	dst := b.opts.Out + ".failed-build.log"
-	data, err := os.ReadFile(b.log.Name())
-	if err == nil && os.WriteFile(dst, data, 0o644) == nil {
-		return dst
+	dir := b.failedDir()
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return b.log.Name()
 	}
-	return b.log.Name()
+	ents, _ := os.ReadDir(b.stage)
+	for _, e := range ents {
+		if e.Type().IsRegular() && (strings.HasSuffix(e.Name(), ".log") || e.Name() == ReportFile || e.Name() == ManifestFile) {
+			atomicdir.CopyFile(filepath.Join(b.stage, e.Name()), filepath.Join(dir, e.Name()))
+		}
+	}
+	return filepath.Join(dir, BuildLogFile)
 }
 
+// movedError is an error whose message names paths where they are now.
+type movedError struct {
+	msg string
+	err error
+}
+
+func (e *movedError) Error() string { return e.msg }
+func (e *movedError) Unwrap() error { return e.err }
+
+// failedDir is where the logs of a failed build are kept.
+func (b *builder) failedDir() string { return b.opts.Out + ".failed" }
+
+// failedLog is the path a log of the stage has once the build failed.
+func (b *builder) failedLog(name string) string { return filepath.Join(b.failedDir(), name) }
+
 func (b *builder) run(ctx context.Context) error {
-	state := spec.StateDir(b.cache, b.sp.Name)
+	state := spec.StateDirFor(b.cache, b.sp.Name)
 	m := b.opts.Manifest
 	if m == nil {
 		if len(b.sp.Setup) > 0 {
@@ -220,6 +345,14 @@ func (b *builder) run(ctx context.Context) error {
 	if err := m.WriteFile(filepath.Join(b.stage, ManifestFile)); err != nil {
 		return err
 	}
+	if err := writeJSON(filepath.Join(b.stage, SpecFile), b.opts.Spec); err != nil {
+		return err
+	}
+	if !b.opts.Fixes.Empty() {
+		if err := b.opts.Fixes.Write(b.stage); err != nil {
+			return err
+		}
+	}
 	if err := b.do("kernel", func() (string, error) { return b.kernel(ctx, m) }); err != nil {
 		return err
 	}
@@ -227,19 +360,25 @@ func (b *builder) run(ctx context.Context) error {
 		return err
 	}
 	img := &vm.Image{
-		Name:      b.sp.Name,
-		Target:    b.sp.Target,
-		Kernel:    KernelFile,
-		Initramfs: InitramfsFile,
-		MemoryMB:  b.sp.MemoryMB,
-		CPUs:      b.sp.CPUs,
-		Ready:     b.sp.Ready.String(),
+		Name:           b.sp.Name,
+		Target:         b.sp.Target,
+		Kernel:         KernelFile,
+		Initramfs:      InitramfsFile,
+		MemoryMB:       b.sp.MemoryMB,
+		CPUs:           b.sp.CPUs,
+		Ready:          b.sp.Ready.String(),
+		StopTimeoutSec: int(b.sp.StopTimeout / time.Second),
 	}
 	for _, p := range b.sp.Ports {
 		img.Ports = append(img.Ports, vm.Port{Guest: p.Port, Proto: p.Proto})
 	}
 	if err := img.Write(b.stage); err != nil {
 		return err
+	}
+	if b.sp.Kernel.Opt == spec.OptPGO {
+		if err := b.do("pgo", func() (string, error) { return b.pgoKernel(ctx, img) }); err != nil {
+			return err
+		}
 	}
 	if !b.opts.NoBoot {
 		if err := b.do("boot", func() (string, error) { return b.boot(ctx, img) }); err != nil {
@@ -321,14 +460,25 @@ func (b *builder) trace(ctx context.Context, state string) (*manifest.Manifest, 
 		return nil, err
 	}
 	opts := trace.Options{
-		Program: argv[0],
-		Args:    argv[1:],
-		Env:     os.Environ(),
-		Stdout:  b.log,
-		Stderr:  b.log,
-		Log:     b.log,
-		Timeout: b.sp.ReadyTimeout,
-		Grace:   b.sp.StopTimeout,
+		Program:    argv[0],
+		Args:       argv[1:],
+		Env:        os.Environ(),
+		Stdout:     b.log,
+		Stderr:     b.log,
+		Log:        b.log,
+		Timeout:    b.sp.ReadyTimeout,
+		Grace:      b.sp.StopTimeout,
+		StopSignal: unix.SignalNum(b.sp.StopSignal),
+	}
+	// Trace the program as the user it runs as in the guest: what it
+	// creates in the state directory then has the owner it will need there,
+	// and programs that refuse root (postgres) start.
+	acct, err := b.sp.Account("/etc")
+	if err != nil {
+		return nil, err
+	}
+	if acct.UID != 0 {
+		opts.Credential = &syscall.Credential{Uid: uint32(acct.UID), Gid: uint32(acct.GID)}
 	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		opts.Env = append(opts.Env, k+"="+env[k])
@@ -371,7 +521,7 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	res, err := kconfig.Generate(ctx, kconfig.Options{
 		Tree:     tree,
 		Target:   b.sp.Target,
-		Opt:      b.sp.Kernel.Opt,
+		Opt:      kernelOpt(b.sp.Kernel.Opt),
 		Manifest: m,
 		Net:      len(b.sp.Ports) > 0,
 		Enable:   enable,
@@ -382,32 +532,17 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(b.stage, "kernel")
-	kr, err := kbuild.Build(ctx, kbuild.Options{
+	kr, err := installKernel(ctx, kbuild.Options{
 		Tree:             tree,
 		Config:           res.Data,
-		OutDir:           out,
 		CacheDir:         b.cache,
 		Jobs:             b.opts.Jobs,
 		Progress:         b.opts.Progress,
 		ProgressTerminal: b.opts.Terminal,
-	})
+	}, b.stage, b.log)
 	if err != nil {
 		return "", err
 	}
-	// Lift the kernel artifacts to the top of the image directory.
-	for src, dst := range map[string]string{
-		"bzImage": KernelFile, "vmlinux": VmlinuxFile, ".config": ConfigFile,
-		"System.map": SystemMapFile, "build.json": KernelMeta,
-	} {
-		if err := os.Rename(filepath.Join(out, src), filepath.Join(b.stage, dst)); err != nil {
-			return "", fmt.Errorf("collecting kernel artifacts: %w", err)
-		}
-	}
-	if data, err := os.ReadFile(filepath.Join(out, "build.log")); err == nil {
-		fmt.Fprintf(b.log, "--- kernel build log (%s) ---\n%s--- end of kernel build log ---\n", kr.BuildDir, data)
-	}
-	os.RemoveAll(out)
 	meta := kr.Meta
 	b.report.Kernel = &meta
 	b.report.KernelBytes = meta.BzImageBytes
@@ -417,6 +552,40 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 		hit = "cache hit"
 	}
 	return fmt.Sprintf("%s, %d options =y, bzImage %s", hit, res.Yes, humanBytes(meta.BzImageBytes)), nil
+}
+
+// kernelOpt is the kconfig optimisation for a spec's: a profile-guided
+// kernel starts as -O2.
+func kernelOpt(opt string) string {
+	if opt == spec.OptPGO {
+		return kconfig.OptO2
+	}
+	return opt
+}
+
+// installKernel builds the kernel opts describes (through the cache) and
+// puts its artifacts at the top of the image directory dir; the kernel
+// build's log goes to log.
+func installKernel(ctx context.Context, opts kbuild.Options, dir string, log io.Writer) (*kbuild.Result, error) {
+	out := filepath.Join(dir, "kernel")
+	opts.OutDir = out
+	kr, err := kbuild.Build(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(out)
+	for src, dst := range map[string]string{
+		"bzImage": KernelFile, "vmlinux": VmlinuxFile, ".config": ConfigFile,
+		"System.map": SystemMapFile, "build.json": KernelMeta,
+	} {
+		if err := os.Rename(filepath.Join(out, src), filepath.Join(dir, dst)); err != nil {
+			return nil, fmt.Errorf("collecting kernel artifacts: %w", err)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(out, "build.log")); err == nil {
+		fmt.Fprintf(log, "--- kernel build log (%s) ---\n%s--- end of kernel build log ---\n", kr.BuildDir, data)
+	}
+	return kr, nil
 }
 
 // execPath returns the absolute path program was exec'ed at: looked up in
@@ -517,6 +686,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		Hostname:       b.sp.Name,
 		Rlimits:        b.sp.Rlimits,
 		StopTimeoutSec: int(b.sp.StopTimeout / time.Second),
+		StopSignal:     b.sp.StopSignal,
 	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		cfg.Env = append(cfg.Env, k+"="+env[k])
@@ -570,6 +740,9 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 		Console:  console,
 		Status:   b.log,
 		LogPath:  filepath.Join(b.stage, "console.log"),
+		// After the workload, the program gets its stop signal: the
+		// report says whether it shut down cleanly.
+		StopGuest: true,
 	}
 	// A server does not exit by itself: the smoke boot ends once it is
 	// ready (and has served the workload, when there is one).
@@ -583,7 +756,7 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 				return err
 			}
 			fmt.Fprintf(b.opts.Progress, "      running the workload against the image: %s\n", w)
-			wl, err = runWorkload(ctx, w, b.sp.WorkloadTimeout, b.log)
+			wl, err = RunWorkload(ctx, w, b.sp.WorkloadTimeout, b.log)
 			return err
 		}
 	}
@@ -600,6 +773,10 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 			ConsoleLog:  filepath.Join(b.opts.Out, "console.log"),
 			ProgramExit: !res.Stopped,
 		}
+		if res.StopRequested {
+			code := res.ExitCode
+			b.report.Boot.StopExitCode = &code
+		}
 	}
 	b.report.Workload = wl
 	if err != nil {
@@ -608,7 +785,7 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 	if (b.sp.Workload != "" || b.sp.Ready.Kind != spec.ReadyNone) && !res.Stopped {
 		con, _ := os.ReadFile(cfg.LogPath)
 		return "", fmt.Errorf("the program exited with status %d in the guest before it was ready; last console lines (%s):\n%s",
-			res.ExitCode, filepath.Join(b.opts.Out, "console.log"), tail(string(con), 20))
+			res.ExitCode, b.failedLog("console.log"), tail(string(con), 20))
 	}
 	if wl != nil && wl.ExitCode != 0 {
 		return "", fmt.Errorf("the workload failed against the image (exit %d):\n%s", wl.ExitCode, wl.Output)
@@ -616,14 +793,25 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 	detail := "booted: " + res.Boot.String()
 	if wl != nil {
 		detail += fmt.Sprintf("; workload passed in %.1fs", wl.Seconds)
-	} else if !res.Stopped {
+	}
+	switch {
+	case res.StopRequested && res.ExitCode == 0:
+		detail += "; stopped cleanly (exit 0)"
+	case res.StopRequested:
+		detail += fmt.Sprintf("; after its stop signal the program exited with status %d", res.ExitCode)
+		fmt.Fprintf(b.opts.Progress, "      warning: %s did not shut down cleanly: status %d after %s (console: %s)\n",
+			b.sp.Name, res.ExitCode, b.sp.StopSignal, filepath.Join(b.opts.Out, "console.log"))
+	case !res.Stopped:
 		detail += fmt.Sprintf("; the program exited with status %d", res.ExitCode)
 	}
 	return detail, nil
 }
 
-// runWorkload runs a workload command on the host and keeps its output.
-func runWorkload(ctx context.Context, command string, timeout time.Duration, log io.Writer) (*Workload, error) {
+// RunWorkload runs a workload command on the host and keeps its output
+// (the last lines in Output, all of it in log). A workload that fails has
+// a non-zero ExitCode; the error is for one that could not run or did not
+// finish within timeout.
+func RunWorkload(ctx context.Context, command string, timeout time.Duration, log io.Writer) (*Workload, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)

@@ -97,6 +97,9 @@ func TestRedisImage(t *testing.T) {
 	if rep.Workload == nil || rep.Workload.ExitCode != 0 {
 		t.Fatalf("the smoke boot's workload did not pass: %+v", rep.Workload)
 	}
+	if rep.Boot.StopExitCode == nil || *rep.Boot.StopExitCode != 0 {
+		t.Errorf("redis did not shut down cleanly after SIGTERM: %+v", rep.Boot)
+	}
 	if !strings.Contains(rep.Workload.Output, "SET") || !strings.Contains(rep.Workload.Output, "GET") {
 		t.Errorf("redis-benchmark output lacks SET/GET results:\n%s", rep.Workload.Output)
 	}
@@ -262,6 +265,10 @@ func TestKernelFromRefusesMissingOptions(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a failed build left %s behind", out)
+	}
+	kept := filepath.Join(out+".failed", image.BuildLogFile)
+	if _, statErr := os.Stat(kept); statErr != nil || !strings.Contains(err.Error(), kept) {
+		t.Errorf("the failed build's log: %v; the error %q should name %s", statErr, err, kept)
 	}
 }
 

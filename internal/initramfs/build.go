@@ -165,19 +165,8 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if err := checkStatic(opts.Init); err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
-	root := opts.HostRoot
-	if root == "" {
-		root = "/"
-	}
-	b := &builder{
-		root:     root,
-		nodes:    map[string]*node{},
-		excluded: map[string]string{},
-		walked:   map[string]bool{},
-		patterns: opts.Exclude,
-		report:   &Report{Compression: method, Kconfig: syms},
-		mtime:    sourceDateEpoch(),
-	}
+	b := newBuilder(opts.HostRoot, method, syms)
+	b.patterns = opts.Exclude
 	if m := opts.Manifest; m != nil {
 		for _, e := range m.Excluded {
 			b.excluded[path.Clean(e.Path)] = e.Reason
@@ -223,6 +212,22 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
 	return b.report, nil
+}
+
+// newBuilder returns a builder reading host files below root ("" is "/")
+// for an archive compressed with method.
+func newBuilder(root, method string, syms []string) *builder {
+	if root == "" {
+		root = "/"
+	}
+	return &builder{
+		root:     root,
+		nodes:    map[string]*node{},
+		excluded: map[string]string{},
+		walked:   map[string]bool{},
+		report:   &Report{Compression: method, Kconfig: syms},
+		mtime:    sourceDateEpoch(),
+	}
 }
 
 func mountedAtBoot(p string) bool {
@@ -501,6 +506,11 @@ func (b *builder) addGenerated(opts Options) error {
 		hostname = "bespoke"
 	}
 	passwd, group := PasswdGroup(opts.User)
+	if m := opts.Manifest; m != nil && len(m.UIDs)+len(m.GIDs) > 0 {
+		var warn []string
+		passwd, group, warn = AddHostIDs(passwd, group, b.hostPath("/etc/passwd"), b.hostPath("/etc/group"), m.UIDs, m.GIDs)
+		b.report.Warnings = append(b.report.Warnings, warn...)
+	}
 	gen("/etc/passwd", TypeReg|0o644, []byte(passwd), KindGenerated)
 	gen("/etc/group", TypeReg|0o644, []byte(group), KindGenerated)
 	gen("/etc/hosts", TypeReg|0o644, []byte(Hosts(hostname)), KindGenerated)
@@ -554,6 +564,68 @@ func PasswdGroup(u User) (passwd, group string) {
 		group += fmt.Sprintf("%s:x:%d:\n", g, u.Gid)
 	}
 	return passwd, group
+}
+
+// AddHostIDs adds to passwd and group (as PasswdGroup writes them) the
+// host's entries for uids and gids, the ids the program switched to while
+// traced (manifest UIDs, GIDs): a server started as root that names its
+// workers' account (Apache's User, nginx's user) looks it up by name. The
+// host's entries come from passwdFile and groupFile, without passwords; an
+// id already present is kept as it is, and an id the host does not name is
+// returned as a warning.
+func AddHostIDs(passwd, group, passwdFile, groupFile string, uids, gids []int) (string, string, []string) {
+	byID := func(file string, idField int) map[int][]string {
+		m := map[int][]string{}
+		data, _ := os.ReadFile(file)
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Split(line, ":")
+			if len(f) <= idField || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if id, err := strconv.Atoi(f[idField]); err == nil {
+				if _, dup := m[id]; !dup {
+					m[id] = f
+				}
+			}
+		}
+		return m
+	}
+	has := func(db string, id int) bool {
+		for _, line := range strings.Split(db, "\n") {
+			if f := strings.Split(line, ":"); len(f) > 2 && f[2] == strconv.Itoa(id) {
+				return true
+			}
+		}
+		return false
+	}
+	hostPw, hostGr := byID(passwdFile, 2), byID(groupFile, 2)
+	var warn []string
+	for _, id := range uids {
+		if has(passwd, id) {
+			continue
+		}
+		f, ok := hostPw[id]
+		if !ok || len(f) < 7 {
+			warn = append(warn, fmt.Sprintf("uid %d: the program switched to it, but the host's /etc/passwd does not name it", id))
+			continue
+		}
+		passwd += fmt.Sprintf("%s:x:%s:%s:%s:%s:%s\n", f[0], f[2], f[3], f[4], f[5], f[6])
+		if gid, err := strconv.Atoi(f[3]); err == nil {
+			gids = append(gids, gid)
+		}
+	}
+	for _, id := range gids {
+		if has(group, id) {
+			continue
+		}
+		f, ok := hostGr[id]
+		if !ok {
+			warn = append(warn, fmt.Sprintf("gid %d: the program switched to it, but the host's /etc/group does not name it", id))
+			continue
+		}
+		group += fmt.Sprintf("%s:x:%d:\n", f[0], id)
+	}
+	return passwd, group, warn
 }
 
 // Hosts returns /etc/hosts naming localhost and hostname.

@@ -335,6 +335,28 @@ func (r *Reader) Next() (*Header, error) {
 	return h, nil
 }
 
+// NextArchive moves past the trailer to the archive concatenated after
+// this one, skipping the zeros between them, and reports whether there is
+// one. The kernel unpacks such sequences (an image amended by bespoke
+// verify --fix holds several).
+func (r *Reader) NextArchive() bool {
+	if !r.done {
+		return false
+	}
+	for {
+		b, err := r.r.Peek(1)
+		if err != nil {
+			return false
+		}
+		if b[0] != 0 {
+			break
+		}
+		r.r.Discard(1)
+	}
+	r.done, r.remain, r.pad = false, 0, 0
+	return true
+}
+
 // Read reads the current entry's data.
 func (r *Reader) Read(p []byte) (int, error) {
 	if r.remain == 0 {

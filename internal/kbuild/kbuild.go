@@ -77,6 +77,10 @@ type Options struct {
 	Prepare func(buildDir string) error
 	// KeyExtra are more inputs of the cache key (e.g. a profile's hash).
 	KeyExtra []string
+	// Env is added to make's environment (K=V), e.g. a compiler wrapper's
+	// settings. It is not part of the cache key: what in it changes the
+	// output must be named in KeyExtra.
+	Env []string
 
 	Progress         io.Writer     // progress and messages; nil: none
 	ProgressTerminal bool          // rewrite one line instead of printing lines
@@ -315,12 +319,13 @@ func makeCommands(opts Options, cacheDir, dir string) []Command {
 		"KBUILD_BUILD_HOST=bespoke", "KBUILD_BUILD_VERSION=1"}
 	common = append(common, opts.ExtraMake...)
 	var env []string
-	if strings.Contains(opts.CC, "ccache") {
+	if strings.Contains(opts.CC+" "+strings.Join(opts.Env, " "), "ccache") {
 		// Paths under the cache are hashed relative to the build dir, and
 		// the build dir's name is left out, so that all build dirs (which
 		// sit at the same depth) share ccache's objects.
 		env = []string{"CCACHE_DIR=" + filepath.Join(cacheDir, "ccache"), "CCACHE_BASEDIR=" + cacheDir, "CCACHE_NOHASHDIR=1"}
 	}
+	env = append(env, opts.Env...)
 	withArgs := func(args ...string) Command {
 		return Command{Env: env, Args: append(append([]string{}, common...), args...)}
 	}

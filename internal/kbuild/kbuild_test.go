@@ -611,3 +611,30 @@ func TestDoctor(t *testing.T) {
 		t.Errorf("optional install command %q, want %q", got, want)
 	}
 }
+
+// TestDryRunEnv: Env reaches make's environment (a wrapper's ccache gets
+// the cache's ccache settings) and is not part of the key.
+func TestDryRunEnv(t *testing.T) {
+	cache := t.TempDir()
+	opts := Options{
+		Tree: &ksrc.Tree{Dir: "/src/linux", Version: "6.12.117", ID: "x"}, Config: []byte(baseConfig),
+		CacheDir: cache, Jobs: 2, CC: "/opt/bespoke-cc", Env: []string{"BESPOKE_CC=ccache gcc", "BESPOKE_CC_LOG=/tmp/a"},
+		Toolchain: &testToolchain, DryRun: true,
+	}
+	res, err := Build(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "CCACHE_DIR=" + cache + "/ccache CCACHE_BASEDIR=" + cache + " CCACHE_NOHASHDIR=1 BESPOKE_CC='ccache gcc' BESPOKE_CC_LOG=/tmp/a make "
+	if !strings.HasPrefix(res.Commands[1], want) {
+		t.Errorf("command %q, want it to start with %q", res.Commands[1], want)
+	}
+	opts.Env = []string{"BESPOKE_CC=ccache gcc", "BESPOKE_CC_LOG=/tmp/b"}
+	again, err := Build(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Meta.Key != res.Meta.Key {
+		t.Errorf("a different Env changed the key: %s, %s", res.Meta.Key, again.Meta.Key)
+	}
+}

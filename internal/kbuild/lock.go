@@ -23,6 +23,9 @@ func lockKey(ctx context.Context, path string, say func(string, ...any)) (func()
 		return nil, fmt.Errorf("opening lock: %w", err)
 	}
 	waited := false
+	// The holder writes its pid just after it takes the lock: a waiter
+	// that comes in between polls a few times for it before saying.
+	tries := 0
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -33,12 +36,17 @@ func lockKey(ctx context.Context, path string, say func(string, ...any)) (func()
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
 		if !waited {
-			waited = true
-			pid := "unknown"
-			if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			pid := ""
+			if b, err := os.ReadFile(path); err == nil {
 				pid = strings.TrimSpace(string(b))
 			}
-			say("waiting for another build of the same kernel (pid %s)", pid)
+			if tries++; pid == "" && tries > 5 {
+				pid = "unknown"
+			}
+			if pid != "" {
+				waited = true
+				say("waiting for another build of the same kernel (pid %s)", pid)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,11 @@ type Options struct {
 	// ksrc.CacheDir().
 	CacheDir string
 	Log      io.Writer // kconfig's output and progress; nil discards
+	// Base, when set, is a whole .config the result starts from (an
+	// image's, for bespoke verify --fix): it comes first in the fragment,
+	// and only Enable and Disable are requested on top of it, not the
+	// base parts, the optimisation or the manifest.
+	Base []byte
 }
 
 // Result is a generated configuration.
@@ -94,6 +100,10 @@ func NeedsNet(m *manifest.Manifest) bool {
 // are added: the base parts, the optimisation, the manifest's features and
 // the user's symbols, later ones overriding earlier ones.
 func Requests(opts Options) (parts []string, reqs []Request, err error) {
+	if opts.Base != nil {
+		reqs, err := userRequests(opts)
+		return nil, reqs, err
+	}
 	target := opts.Target
 	if target == "" {
 		target = DefaultTarget
@@ -119,21 +129,31 @@ func Requests(opts Options) (parts []string, reqs []Request, err error) {
 			reqs = append(reqs, Request{Symbol: r.Symbol, Value: "y", Kind: KindManifest, Reason: strings.Join(r.Facts, "; ")})
 		}
 	}
+	user, err := userRequests(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return parts, append(reqs, user...), nil
+}
+
+// userRequests returns the requests of opts.Enable and opts.Disable.
+func userRequests(opts Options) ([]Request, error) {
+	var reqs []Request
 	for _, a := range opts.Enable {
 		r, err := userRequest(a, true)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		reqs = append(reqs, r)
 	}
 	for _, a := range opts.Disable {
 		r, err := userRequest(a, false)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		reqs = append(reqs, r)
 	}
-	return parts, reqs, nil
+	return reqs, nil
 }
 
 // Fragment renders requests as a KCONFIG_ALLCONFIG fragment.
@@ -182,7 +202,7 @@ func Generate(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	frag := Fragment(reqs)
+	frag := append(slices.Clone(opts.Base), Fragment(reqs)...)
 	cacheDir := opts.CacheDir
 	if cacheDir == "" {
 		if cacheDir, err = ksrc.CacheDir(); err != nil {

@@ -91,8 +91,8 @@ func (sp *Spec) Validate() error {
 	if !slices.Contains(Targets, sp.Target) {
 		bad("target", "unknown target %q: want one of %s", sp.Target, strings.Join(Targets, ", "))
 	}
-	if sp.Kernel.Opt != OptO2 && sp.Kernel.Opt != OptSize {
-		bad("kernel.opt", "bad kernel opt %q: want %s (-O2) or %s (-Os)", sp.Kernel.Opt, OptO2, OptSize)
+	if sp.Kernel.Opt != OptO2 && sp.Kernel.Opt != OptSize && sp.Kernel.Opt != OptPGO {
+		bad("kernel.opt", "bad kernel opt %q: want %s (-O2), %s (-Os) or %s (profile-guided)", sp.Kernel.Opt, OptO2, OptSize, OptPGO)
 	}
 	for _, key := range []string{"enable", "disable"} {
 		list := sp.Kernel.Enable

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/elfdeps"
@@ -48,6 +49,18 @@ type Options struct {
 	// of a seccomp filter (one stop, two for the syscalls whose result
 	// matters). It is chosen anyway when the kernel refuses the filter.
 	NoSeccomp bool
+
+	// Credential, when set, runs the program as that user while bespoke
+	// stays root and traces it (the guest's tracer: the program runs as
+	// the image's user).
+	Credential *syscall.Credential
+	// StopSignal asks the program to stop (default SIGTERM), after the
+	// workload, at Timeout or on Stop.
+	StopSignal syscall.Signal
+	// Stop, when it becomes readable, stops the program with StopSignal
+	// (SIGKILL after Grace) and ends the trace with its manifest, as the
+	// end of a workload does.
+	Stop <-chan struct{}
 }
 
 // DefaultReadyTimeout bounds the wait for a program to become ready.

@@ -139,9 +139,10 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 		Env:   env,
 		Files: []uintptr{devnull.Fd(), outW.Fd(), errW.Fd()},
 		Sys: &syscall.SysProcAttr{
-			Ptrace:    true,
-			Setpgid:   true, // Ctrl-C on the terminal reaches bespoke, which stops the program
-			Pdeathsig: syscall.SIGKILL,
+			Ptrace:     true,
+			Setpgid:    true, // Ctrl-C on the terminal reaches bespoke, which stops the program
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: opts.Credential,
 		},
 	}
 
@@ -206,6 +207,11 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 		case <-s.done:
 		case <-ctx.Done():
 			return abort(fmt.Errorf("tracing %s: %w", prog.Path, ctx.Err()))
+		case <-opts.Stop:
+			stopped = true
+			if err := s.stop(ctx); err != nil {
+				return abort(err)
+			}
 		case <-timeout:
 			fmt.Fprintf(opts.Log, "trace: timeout (%s): stopping %s\n", opts.Timeout, prog.Path)
 			stopped = true
@@ -294,8 +300,12 @@ func describeExit(e *manifest.Exit) string {
 // stop sends SIGTERM to every traced process, then SIGKILL after the grace
 // period, and waits until they are gone.
 func (s *session) stop(ctx context.Context) error {
-	fmt.Fprintf(s.opts.Log, "trace: stopping %s (SIGTERM)\n", s.prog.Path)
-	s.tr.kill(unix.SIGTERM)
+	sig := s.opts.StopSignal
+	if sig == 0 {
+		sig = unix.SIGTERM
+	}
+	fmt.Fprintf(s.opts.Log, "trace: stopping %s (%s)\n", s.prog.Path, signalName(sig))
+	s.tr.kill(sig)
 	grace := time.NewTimer(s.opts.Grace)
 	defer grace.Stop()
 	select {

@@ -1,14 +1,17 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
@@ -49,12 +52,36 @@ type Config struct {
 	// QEMU is the qemu-system-x86_64 binary (default: found on $PATH).
 	QEMU string
 
+	// Kernel and Initramfs, when set, are booted instead of the image's
+	// (a profiling kernel; bespoke verify's initramfs with the tracer).
+	Kernel, Initramfs string
+	// Params are kernel parameters appended to the command line
+	// (protocol.ParamTrace, say).
+	Params []string
+	// StopGuest: when OnReady returns, bespoke asks the guest init to stop
+	// the program (protocol.StopRequest on the serial console), as a clean
+	// shutdown does, and waits for the VM to end: StopTimeout (default the
+	// image's, else 10s) for the program, then StopWait (default 10s) for
+	// the guest to power off, before it stops QEMU. Without it, bespoke
+	// stops QEMU at once.
+	StopGuest   bool
+	StopTimeout time.Duration
+	StopWait    time.Duration
+	// ReadyRequests are written to the guest's console once it is ready,
+	// one at a time, each waiting (up to 30 s) for the init's ack marker
+	// whose message is Ack; OnReady runs after the last
+	// (protocol.GcovResetRequest: the profile starts with the workload).
+	ReadyRequests []Request
+
 	// OnReady, when set, runs once the guest is ready (see Image.Ready),
 	// with the host port of each forwarded guest TCP port. When it returns,
 	// bespoke stops the VM (Result.Stopped); its ctx is cancelled if the VM
 	// ends first.
 	OnReady func(ctx context.Context, ports map[int]int) error
 }
+
+// Request is a line for the guest init and the ack it answers with.
+type Request struct{ Line, Ack string }
 
 // Accelerators.
 const (
@@ -69,14 +96,49 @@ var ErrNoKVM = errors.New("KVM is not usable")
 // kvmUsable is KVMUsable; tests replace it.
 var kvmUsable = KVMUsable
 
-// KVMUsable reports whether /dev/kvm can be opened for reading and writing.
+// KVMUsable reports whether /dev/kvm can be opened for reading and writing
+// and QEMU can start a KVM guest with it. The second check matters under
+// nested virtualisation: there /dev/kvm may open while QEMU aborts at once
+// (seen: "failed to set MSR 0x10a"). The answer is kept for the process.
 func KVMUsable() error {
+	kvmOnce.Do(func() { kvmErr = probeKVM() })
+	return kvmErr
+}
+
+var (
+	kvmOnce sync.Once
+	kvmErr  error
+)
+
+// kvmProbeWait is how long a QEMU that starts a stopped (-S) KVM guest
+// must stay up to count as working; it fails within a tenth of a second.
+const kvmProbeWait = 1500 * time.Millisecond
+
+func probeKVM() error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	f.Close()
-	return nil
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return nil // Run reports the missing QEMU itself
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kvmProbeWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host", "-m", "64",
+		"-nodefaults", "-no-user-config", "-display", "none", "-S", "-monitor", "none", "-serial", "none")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return nil // still running when stopped: KVM works
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if i := strings.IndexByte(msg, '\n'); i > 0 {
+		msg = msg[:i]
+	}
+	return fmt.Errorf("/dev/kvm opens, but QEMU cannot start a KVM guest (%v: %s)", err, msg)
 }
 
 // Kernel command-line limits: x86's COMMAND_LINE_SIZE is 2048 bytes with
@@ -87,21 +149,27 @@ const (
 	microvmMMIOReserve = 48
 )
 
+// defaultStopTimeoutSec matches the guest init's default.
+const defaultStopTimeoutSec = 10
+
 // Guest network of QEMU's user-mode networking (slirp defaults).
 const guestNet = "10.0.2.15/24,10.0.2.2"
 
 // plan is one boot, fully resolved.
 type plan struct {
-	img      *Image
-	args     []string // argv of QEMU, args[0] the binary
-	ports    []PortMap
-	accel    string
-	cmdline  string
-	ready    readiness
-	kernel   string // path
-	initrd   string // path
-	memoryMB int
-	cpus     int
+	img       *Image
+	args      []string // argv of QEMU, args[0] the binary
+	ports     []PortMap
+	accel     string
+	cmdline   string
+	ready     readiness
+	kernel    string // path
+	initrd    string // path
+	memoryMB  int
+	cpus      int
+	accelNote string // why auto chose TCG
+	// stopTimeout is how long the program may take to stop (StopGuest).
+	stopTimeout time.Duration
 }
 
 // Command returns the QEMU command line (argv) that Run would start for
@@ -160,6 +228,10 @@ func newPlan(cfg Config) (*plan, error) {
 		return nil, fmt.Errorf("memory %d MiB: want %d to %d", p.memoryMB, minMemoryMB, maxMemoryMB)
 	}
 	p.cpus = firstPositive(cfg.CPUs, img.CPUs, 1)
+	p.stopTimeout = cfg.StopTimeout
+	if p.stopTimeout <= 0 {
+		p.stopTimeout = time.Duration(firstPositive(img.StopTimeoutSec, defaultStopTimeoutSec)) * time.Second
+	}
 	if p.cpus > 255 {
 		return nil, fmt.Errorf("%d CPUs: want 1 to 255", p.cpus)
 	}
@@ -167,8 +239,10 @@ func newPlan(cfg Config) (*plan, error) {
 	switch cfg.Accel {
 	case "", AccelAuto:
 		p.accel = AccelTCG
-		if kvmUsable() == nil {
+		if err := kvmUsable(); err == nil {
 			p.accel = AccelKVM
+		} else {
+			p.accelNote = "KVM not used: " + err.Error()
 		}
 	case AccelKVM:
 		if err := kvmUsable(); err != nil {
@@ -190,6 +264,12 @@ func newPlan(cfg Config) (*plan, error) {
 
 	p.kernel = filepath.Join(cfg.ImageDir, img.Kernel)
 	p.initrd = filepath.Join(cfg.ImageDir, img.Initramfs)
+	if cfg.Initramfs != "" {
+		p.initrd = cfg.Initramfs
+	}
+	if cfg.Kernel != "" {
+		p.kernel = cfg.Kernel
+	}
 	qemu := cfg.QEMU
 	if qemu == "" {
 		qemu = "qemu-system-x86_64"
@@ -249,10 +329,19 @@ func kernelCmdline(img *Image, cfg Config, accel string) (string, error) {
 	// Under TCG the guest's TSC calibration against the PIT often fails
 	// (measured: 7 of 12 boots), leaving a coarse clock; telling the guest
 	// the TSC frequency avoids the calibration. KVM has kvmclock.
+	//
+	// tsc=reliable: under TCG the guest's TSC follows the host's clock,
+	// while the jiffies its clocksource watchdog compares it with lag
+	// whenever the emulated CPU is busy. Without it the watchdog marks the
+	// TSC unstable under load and the guest falls back to the
+	// refined-jiffies clocksource (seen on a gcov kernel under
+	// redis-benchmark: "Marking clocksource 'tsc' as unstable because the
+	// skew is too large").
 	if accel == AccelTCG {
 		if khz := hostTSCKHz(); khz > 0 {
 			parts = append(parts, fmt.Sprintf("tsc_early_khz=%d", khz))
 		}
+		parts = append(parts, "tsc=reliable")
 	}
 	if !img.NoNet {
 		parts = append(parts, protocol.ParamNet+"="+guestNet)
@@ -260,6 +349,7 @@ func kernelCmdline(img *Image, cfg Config, accel string) (string, error) {
 	if c := strings.TrimSpace(img.Cmdline); c != "" {
 		parts = append(parts, c)
 	}
+	parts = append(parts, cfg.Params...)
 	for _, kv := range cfg.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return "", fmt.Errorf("environment %q: want K=V", kv)

@@ -20,6 +20,7 @@ const tailLines = 20
 type console struct {
 	start   time.Time
 	readyRe *regexp.Regexp
+	blobs   *protocol.Blobs
 
 	mu      sync.Mutex
 	partial []byte
@@ -31,6 +32,7 @@ type console struct {
 	// program ended or init failed (see final), the ready regex matched.
 	started, exec, done, logReady chan struct{}
 	final                         *timedEvent // exit or error
+	acks                          map[string]chan struct{}
 }
 
 type timedEvent struct {
@@ -38,10 +40,14 @@ type timedEvent struct {
 	at time.Duration // host time since start
 }
 
-func newConsole(start time.Time, readyRe *regexp.Regexp) *console {
+func newConsole(start time.Time, readyRe *regexp.Regexp, blobs *protocol.Blobs) *console {
+	if blobs == nil {
+		blobs = &protocol.Blobs{}
+	}
 	return &console{
 		start:    start,
 		readyRe:  readyRe,
+		blobs:    blobs,
 		started:  make(chan struct{}),
 		exec:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -85,6 +91,9 @@ func (c *console) Close() error {
 }
 
 func (c *console) line(line string, now time.Duration) {
+	if c.blobs.Line(line) {
+		return // data for the host, not for error messages
+	}
 	c.tail = append(c.tail, line)
 	if len(c.tail) > tailLines {
 		c.tail = c.tail[len(c.tail)-tailLines:]
@@ -108,12 +117,33 @@ func (c *console) line(line string, now time.Duration) {
 	case protocol.EventExec:
 		closeOnce(c.started)
 		closeOnce(c.exec)
+	case protocol.EventAck:
+		closeOnce(c.ackLocked(e.Msg))
 	case protocol.EventExit, protocol.EventError:
 		if c.final == nil {
 			c.final = &te
 			closeOnce(c.done)
 		}
 	}
+}
+
+// acked returns a channel closed once the init acked the request name.
+func (c *console) acked(name string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ackLocked(name)
+}
+
+func (c *console) ackLocked(name string) chan struct{} {
+	if c.acks == nil {
+		c.acks = map[string]chan struct{}{}
+	}
+	ch, ok := c.acks[name]
+	if !ok {
+		ch = make(chan struct{})
+		c.acks[name] = ch
+	}
+	return ch
 }
 
 func closeOnce(ch chan struct{}) {

@@ -54,6 +54,9 @@ type Image struct {
 	Ready string `json:"ready,omitempty"`
 	// NoNet says the image has no network: no NIC and no bespoke.net.
 	NoNet bool `json:"no_net,omitempty"`
+	// StopTimeoutSec is how long the program may take to stop after its
+	// stop signal (0: 10 s).
+	StopTimeoutSec int `json:"stop_timeout_sec,omitempty"`
 }
 
 // Port is a port the guest program listens on.

@@ -33,6 +33,11 @@ type Result struct {
 	Command []string  // QEMU's argv
 	LogPath string    // the console log
 	Boot    Timing
+	// StopRequested says bespoke asked the guest to stop the program
+	// (Config.StopGuest); ExitCode is then the status it stopped with.
+	StopRequested bool
+	// Blobs holds the files the guest sent over the console.
+	Blobs *protocol.Blobs
 }
 
 // Timing holds boot times. Host times run from QEMU's start; guest times
@@ -149,12 +154,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer logf.Close()
 
-	res := &Result{ExitCode: -1, Ports: p.ports, Accel: p.accel, Command: p.args, LogPath: logPath}
+	res := &Result{ExitCode: -1, Ports: p.ports, Accel: p.accel, Command: p.args, LogPath: logPath, Blobs: &protocol.Blobs{}}
 	name := p.img.Name
 	if name == "" {
 		name = filepath.Base(cfg.ImageDir)
 	}
 	fmt.Fprintf(status, "bespoke: booting %s (%s, %s, %d MiB, %d CPU); console log: %s\n", name, p.img.Target, p.accel, p.memoryMB, p.cpus, logPath)
+	if p.accelNote != "" {
+		fmt.Fprintf(status, "bespoke: %s\n", p.accelNote)
+	}
 	for _, f := range p.ports {
 		fmt.Fprintf(status, "bespoke: port %s\n", f)
 	}
@@ -165,7 +173,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cmd := exec.Command(qemuPath, p.args[1:]...)
 	cmd.Args[0] = p.args[0]
-	cmd.Stdin = nil // /dev/null: QEMU never touches the user's terminal
+	// QEMU never touches the user's terminal: its stdin, the guest's
+	// serial input, is /dev/null, or a pipe for the stop request.
+	var guestIn *os.File
+	if cfg.StopGuest || len(cfg.ReadyRequests) > 0 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("starting QEMU: %w", err)
+		}
+		defer r.Close()
+		defer w.Close()
+		cmd.Stdin, guestIn = r, w
+	}
 	cmd.Stdout = pw
 	qerr := &tailBuffer{max: 4096}
 	cmd.Stderr = qerr
@@ -176,7 +195,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cmd.WaitDelay = time.Second
 
 	start := time.Now()
-	con := newConsole(start, p.ready.re)
+	con := newConsole(start, p.ready.re, res.Blobs)
 	waitc, err := startLocked(cmd)
 	pw.Close()
 	if err != nil {
@@ -208,6 +227,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		onReadyErr   error
 		printedTimes bool
 		graceC       <-chan time.Time
+		stopC        <-chan time.Time
 		done         = con.done
 	)
 	stop := func(why string) {
@@ -233,7 +253,7 @@ loop:
 				fmt.Fprintf(status, "bespoke: boot: %s\n", res.Boot)
 				printedTimes = true
 			}
-			if cfg.OnReady != nil {
+			if cfg.OnReady != nil || len(cfg.ReadyRequests) > 0 {
 				onReadyDone = make(chan error, 1)
 				ports := map[int]int{}
 				for _, f := range p.ports {
@@ -241,16 +261,43 @@ loop:
 						ports[f.Guest] = f.Host
 					}
 				}
-				go func() { onReadyDone <- cfg.OnReady(rctx, ports) }()
+				go func() {
+					if err := request(rctx, guestIn, con, cfg.ReadyRequests); err != nil {
+						onReadyDone <- err
+						return
+					}
+					if cfg.OnReady == nil {
+						onReadyDone <- nil
+						return
+					}
+					onReadyDone <- cfg.OnReady(rctx, ports)
+				}()
 			}
 		case onReadyErr = <-onReadyDone:
 			onReadyDone = nil
-			stop("ready")
+			if guestIn == nil || con.Final() != nil {
+				stop("ready")
+				break loop
+			}
+			// A clean shutdown: the init stops the program and reboots,
+			// which ends QEMU.
+			res.Stopped, res.StopRequested = true, true
+			stopped = "requested"
+			wait := p.stopTimeout + firstPositiveDuration(cfg.StopWait, exitGrace)
+			fmt.Fprintf(status, "bespoke: asking the guest to stop the program (up to %v)\n", wait)
+			guestIn.WriteString(protocol.StopRequest + "\n")
+			stopC = time.After(wait)
+		case <-stopC:
+			fmt.Fprintf(status, "bespoke: the guest did not stop the program and power off in time: stopping QEMU\n")
+			stop("stop timeout")
 			break loop
 		case <-done:
 			done = nil
 			graceC = time.After(exitGrace)
 		case <-graceC:
+			if stopC != nil {
+				continue // the stop request's own deadline applies
+			}
 			fmt.Fprintf(status, "bespoke: the guest did not power off %v after the program ended: stopping QEMU\n", exitGrace)
 			stop("no poweroff")
 			break loop
@@ -289,6 +336,13 @@ loop:
 		return res, &InitError{Msg: final.Msg, Tail: tail, LogPath: logPath}
 	case stopped == "ready":
 		return res, onReadyErr
+	case stopped == "stop timeout":
+		err := fmt.Errorf("%w: the program did not stop within %v of the stop request (its stop signal and stop_timeout), or the guest did not power off%s",
+			ErrTimeout, p.stopTimeout, formatTail(tail, logPath))
+		if onReadyErr != nil {
+			err = errors.Join(onReadyErr, err)
+		}
+		return res, err
 	case stopped == "cancelled":
 		return res, fmt.Errorf("stopped the VM: %w (console log: %s)", context.Cause(ctx), logPath)
 	case stopped == "timeout":
@@ -334,6 +388,37 @@ func startLocked(cmd *exec.Cmd) (<-chan error, error) {
 		return nil, err
 	}
 	return waitc, nil
+}
+
+// requestTimeout bounds the wait for the init's ack of a request.
+var requestTimeout = 30 * time.Second
+
+// request writes each request to the guest's console and waits for its ack.
+func request(ctx context.Context, guestIn *os.File, con *console, reqs []Request) error {
+	for _, r := range reqs {
+		if _, err := guestIn.WriteString(r.Line + "\n"); err != nil {
+			return fmt.Errorf("writing to the guest console: %w", err)
+		}
+		select {
+		case <-con.acked(r.Ack):
+		case <-con.done:
+			return fmt.Errorf("the program ended before the guest init acked %q", r.Ack)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(requestTimeout):
+			return fmt.Errorf("the guest init did not ack %q within %v", r.Ack, requestTimeout)
+		}
+	}
+	return nil
+}
+
+func firstPositiveDuration(d ...time.Duration) time.Duration {
+	for _, v := range d {
+		if v > 0 {
+			return v
+		}
+	}
+	return 0
 }
 
 // stopQEMU sends QEMU SIGTERM, then SIGKILL after stopGrace, and returns

@@ -180,7 +180,7 @@ echo "bespoke-init: exit code=0 uptime=0.700"`)})
 
 func TestConsoleChunks(t *testing.T) {
 	stream := "Linux version 6.12\r\n" + strings.Repeat("noise\n", 30) + "bespoke-init: started uptime=1.0\nbespoke-init: exec pid=7 uptime=1.1\nbespoke-init: exit code=3 uptime=2.0\nafter"
-	c := newConsole(time.Now(), nil)
+	c := newConsole(time.Now(), nil, nil)
 	for i := 0; i < len(stream); i += 7 { // odd chunks split lines and markers
 		c.Write([]byte(stream[i:min(i+7, len(stream))]))
 	}
@@ -472,5 +472,102 @@ func assertGone(t *testing.T, pidFile string) {
 	if alive(pid) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Errorf("QEMU %d still runs after Run returned", pid)
+	}
+}
+
+// TestRunStopGuest: with StopGuest, bespoke writes the stop request to the
+// guest's console when OnReady returns and waits for the guest to end; a
+// guest that ignores it is stopped after the stop timeout and the wait.
+func TestRunStopGuest(t *testing.T) {
+	dir := writeImageDir(t, nil)
+	got := filepath.Join(t.TempDir(), "request")
+	res, err := Run(context.Background(), Config{
+		ImageDir: dir, Accel: "tcg", Timeout: 20 * time.Second, StopGuest: true,
+		QEMU: fakeQEMU(t, `echo "bespoke-init: exec pid=2 uptime=0.6"
+read line; printf '%s' "$line" > `+got+`
+echo "bespoke-init: exit code=0 uptime=1.5"`),
+		OnReady: func(ctx context.Context, ports map[int]int) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.StopRequested || !res.Stopped || res.ExitCode != 0 {
+		t.Errorf("StopRequested %v, Stopped %v, ExitCode %d; want a requested stop with exit 0", res.StopRequested, res.Stopped, res.ExitCode)
+	}
+	if b, _ := os.ReadFile(got); string(b) != protocol.StopRequest {
+		t.Errorf("the guest read %q, want the stop request %q", b, protocol.StopRequest)
+	}
+
+	start := time.Now()
+	_, err = Run(context.Background(), Config{
+		ImageDir: dir, Accel: "tcg", Timeout: 20 * time.Second, StopGuest: true,
+		StopTimeout: 200 * time.Millisecond, StopWait: 200 * time.Millisecond,
+		QEMU:    fakeQEMU(t, `echo "bespoke-init: exec pid=2 uptime=0.6"; exec sleep 30`),
+		OnReady: func(ctx context.Context, ports map[int]int) error { return nil },
+	})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "did not stop") {
+		t.Errorf("a guest that ignores the stop request: %v, want a timeout that says the program did not stop", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v, want the stop timeout and wait (0.4s) and QEMU's stop", d)
+	}
+}
+
+// TestConsoleBlobs: blob lines are collected, not kept as console lines.
+func TestConsoleBlobs(t *testing.T) {
+	var b protocol.Blobs
+	c := newConsole(time.Now(), nil, &b)
+	c.Write([]byte("kernel says hi\n"))
+	if err := protocol.WriteBlob(c, "x.json", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("bespoke-init: exit code=0 uptime=2\n"))
+	data, err := b.Get("x.json")
+	if err != nil || string(data) != `{"a":1}` {
+		t.Errorf("blob = %q, %v; want the data written", data, err)
+	}
+	for _, l := range c.Tail() {
+		if protocol.IsBlobLine(l) {
+			t.Errorf("console tail holds a blob line: %q", l)
+		}
+	}
+	if len(c.Tail()) != 2 {
+		t.Errorf("tail %q, want the kernel line and the exit marker", c.Tail())
+	}
+}
+
+// TestRunReadyRequests: a ready request is written to the guest console
+// and acked before OnReady runs.
+func TestRunReadyRequests(t *testing.T) {
+	dir := writeImageDir(t, nil)
+	var ranAfterAck bool
+	res, err := Run(context.Background(), Config{
+		ImageDir: dir, Accel: "tcg", Timeout: 20 * time.Second, StopGuest: true,
+		ReadyRequests: []Request{{Line: protocol.GcovResetRequest, Ack: protocol.GcovReset}},
+		QEMU: fakeQEMU(t, `echo "bespoke-init: exec pid=2 uptime=0.6"
+read line; case "$line" in *bespoke-gcov-reset*) sleep 0.3; echo 'bespoke-init: ack uptime=1.0 msg="gcov-reset"';; esac
+read line; echo "bespoke-init: exit code=0 uptime=1.5"`),
+		OnReady: func(ctx context.Context, ports map[int]int) error {
+			ranAfterAck = true
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ranAfterAck || res.ExitCode != 0 {
+		t.Errorf("OnReady ran %v, exit %d; want OnReady after the ack, then a clean stop", ranAfterAck, res.ExitCode)
+	}
+
+	defer func(d time.Duration) { requestTimeout = d }(requestTimeout)
+	requestTimeout = 300 * time.Millisecond
+	_, err = Run(context.Background(), Config{
+		ImageDir: dir, Accel: "tcg", Timeout: 20 * time.Second, StopGuest: true, StopTimeout: 100 * time.Millisecond, StopWait: 100 * time.Millisecond,
+		ReadyRequests: []Request{{Line: protocol.GcovResetRequest, Ack: protocol.GcovReset}},
+		QEMU:          fakeQEMU(t, `echo "bespoke-init: exec pid=2 uptime=0.6"; exec sleep 30`),
+		OnReady:       func(ctx context.Context, ports map[int]int) error { t.Error("OnReady ran without the ack"); return nil },
+	})
+	if err == nil || !strings.Contains(err.Error(), "did not ack") {
+		t.Errorf("no ack: %v, want an error saying the init did not ack", err)
 	}
 }

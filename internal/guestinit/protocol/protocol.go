@@ -35,6 +35,9 @@ type Config struct {
 	Mounts []Mount `json:"mounts,omitempty"`
 	// StopTimeoutSec is how long init waits after forwarding SIGTERM before SIGKILL.
 	StopTimeoutSec int `json:"stop_timeout_sec,omitempty"`
+	// StopSignal is the signal a StopRequest sends the program ("SIGTERM"
+	// when empty). SIGTERM and SIGINT sent to init are forwarded as they are.
+	StopSignal string `json:"stop_signal,omitempty"`
 }
 
 // Dir is a directory the init creates with an owner and mode.
@@ -59,7 +62,56 @@ const (
 	ParamNet = "bespoke.net"
 	// ParamOverride carries an Override as base64url (no padding) JSON.
 	ParamOverride = "bespoke.override"
+	// ParamTrace names a tracer binary in the initramfs (bespoke verify
+	// appends one): the init starts the program under it, with the
+	// TracerArgs, and the tracer prints the manifest as a BlobTrace blob
+	// when the program has ended.
+	ParamTrace = "bespoke.trace"
+	// ParamGcov (any value) makes the init mount debugfs, zero the gcov
+	// counters on a GcovResetRequest, and send every .gcda file as the
+	// BlobGcov blob when the program has ended: a profiling boot of a
+	// kernel built with GCOV_KERNEL (bespoke build --optimize pgo).
+	ParamGcov = "bespoke.gcov"
 )
+
+// StopRequest is the line the host writes to the guest's serial console to
+// ask the init to stop the program with Config.StopSignal, as a clean
+// shutdown does. It starts with a control character that no program output
+// the host could echo back would produce.
+const StopRequest = "\x02bespoke-stop"
+
+// GcovResetRequest asks the init to zero the kernel's gcov counters
+// (ParamGcov); it answers with an EventAck whose Msg is GcovReset.
+const (
+	GcovResetRequest = "\x02bespoke-gcov-reset"
+	GcovReset        = "gcov-reset"
+)
+
+// BlobTrace is the name of the guest trace's blob: a manifest's JSON.
+const BlobTrace = "trace.json"
+
+// BlobGcov is the name of the kernel profile's blob: a tar archive of
+// every .gcda file under GcovDir, at its path below GcovDir.
+const BlobGcov = "gcov.tar"
+
+// GcovDir is where debugfs shows the kernel's gcov data.
+const GcovDir = "/sys/kernel/debug/gcov"
+
+// TracerArgs returns the arguments the init gives the tracer (after argv[0])
+// to run path with argv as uid:gid with groups, stopping it with stopSignal
+// and killing it stopTimeoutSec seconds later.
+func TracerArgs(uid, gid int, groups []int, stopSignal string, stopTimeoutSec int, path string, argv []string) []string {
+	gs := make([]string, len(groups))
+	for i, g := range groups {
+		gs[i] = strconv.Itoa(g)
+	}
+	a := []string{
+		"-uid", strconv.Itoa(uid), "-gid", strconv.Itoa(gid), "-groups", strings.Join(gs, ","),
+		"-stop-signal", stopSignal, "-grace", strconv.Itoa(stopTimeoutSec) + "s",
+		"--", path,
+	}
+	return append(a, argv[1:]...)
+}
 
 // Override changes the configured program for one boot (bespoke run -e, -- ARGS).
 type Override struct {
@@ -98,6 +150,7 @@ const (
 	EventExec    = "exec"    // the program was started (Pid set)
 	EventExit    = "exit"    // the program ended (Code, or Signal set)
 	EventError   = "error"   // init could not do its job (Msg set); the VM powers off
+	EventAck     = "ack"     // init carried out a console request (Msg: the request's name)
 )
 
 // ExitCodeInitError is the status bespoke run returns when the init failed
@@ -129,7 +182,7 @@ func (e Event) Format() string {
 		fmt.Fprintf(&b, " code=%d", e.Code)
 	}
 	fmt.Fprintf(&b, " uptime=%.3f", e.Uptime)
-	if e.Kind == EventError {
+	if e.Kind == EventError || e.Kind == EventAck {
 		fmt.Fprintf(&b, " msg=%s", strconv.Quote(e.Msg))
 	}
 	return b.String()
@@ -147,7 +200,7 @@ func ParseEvent(line string) (Event, bool) {
 	var e Event
 	kind, rest, _ := strings.Cut(rest, " ")
 	switch kind {
-	case EventStarted, EventExec, EventExit, EventError:
+	case EventStarted, EventExec, EventExit, EventError, EventAck:
 		e.Kind = kind
 	default:
 		return Event{}, false

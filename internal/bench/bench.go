@@ -1,0 +1,226 @@
+// Package bench measures an image's workload on several kernels side by
+// side in one run: the image's own kernel and, for a profile-guided image,
+// the -O2 kernel of the same config it keeps. Runs alternate between the
+// kernels so that a drift of the machine's speed touches all of them alike.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/image"
+	"github.com/bespoke-os/bespoke/internal/vm"
+)
+
+// Options says what Run measures.
+type Options struct {
+	ImageDir string
+	// Kernels are the kernel files (in the image directory) to compare,
+	// by label; nil means Kernels(ImageDir).
+	Kernels []Kernel
+	Runs    int // per kernel (default 5)
+	// Workload replaces the spec's workload ("" keeps it).
+	Workload string
+	// Metric is a regular expression with one group, a number in the
+	// workload's output; the values of all its matches are summed into the
+	// run's score (requests per second, say). "" measures the workload's
+	// wall time only.
+	Metric   string
+	Accel    string
+	Progress io.Writer
+}
+
+// Kernel is one kernel to measure.
+type Kernel struct {
+	Label string `json:"label"`
+	File  string `json:"file"`
+}
+
+// Kernels returns the kernels an image holds: "pgo" and "o2" for a
+// profile-guided image, else its one kernel as "image".
+func Kernels(dir string) []Kernel {
+	if _, err := os.Stat(filepath.Join(dir, image.O2KernelFile)); err == nil {
+		return []Kernel{{"o2", image.O2KernelFile}, {"pgo", image.KernelFile}}
+	}
+	return []Kernel{{"image", image.KernelFile}}
+}
+
+// Result is the measurement, per kernel in the order given.
+type Result struct {
+	Workload string   `json:"workload"`
+	Metric   string   `json:"metric,omitempty"`
+	Accel    string   `json:"accel"`
+	Runs     int      `json:"runs"`
+	Kernels  []Series `json:"kernels"`
+	Date     string   `json:"date"`
+}
+
+// Series is one kernel's runs.
+type Series struct {
+	Kernel
+	Seconds []float64 `json:"seconds"`          // workload wall time per run
+	Scores  []float64 `json:"scores,omitempty"` // Metric per run
+	Mean    Stat      `json:"mean_seconds"`
+	Score   *Stat     `json:"score,omitempty"`
+}
+
+// Stat is a mean with its sample standard deviation.
+type Stat struct {
+	Mean   float64 `json:"mean"`
+	Stddev float64 `json:"stddev"`
+}
+
+func stat(v []float64) Stat {
+	var s Stat
+	if len(v) == 0 {
+		return s
+	}
+	for _, x := range v {
+		s.Mean += x
+	}
+	s.Mean /= float64(len(v))
+	if len(v) > 1 {
+		var ss float64
+		for _, x := range v {
+			ss += (x - s.Mean) * (x - s.Mean)
+		}
+		s.Stddev = math.Sqrt(ss / float64(len(v)-1))
+	}
+	return s
+}
+
+// Run boots the image once per run and kernel, runs the workload against
+// it, and returns the figures. A run whose workload fails is an error.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Runs <= 0 {
+		opts.Runs = 5
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.Kernels == nil {
+		opts.Kernels = Kernels(opts.ImageDir)
+	}
+	sp, err := image.ReadSpec(opts.ImageDir)
+	if err != nil {
+		return nil, err
+	}
+	workload := sp.Workload
+	if opts.Workload != "" {
+		workload = opts.Workload
+	}
+	if workload == "" {
+		return nil, errors.New("benchmarking: the image's spec has no workload: give one with --workload")
+	}
+	var metric *regexp.Regexp
+	if opts.Metric != "" {
+		if metric, err = regexp.Compile(opts.Metric); err != nil || metric.NumSubexp() != 1 {
+			return nil, fmt.Errorf("--metric %q: want a regular expression with one group, around a number", opts.Metric)
+		}
+	}
+	res := &Result{Workload: workload, Metric: opts.Metric, Runs: opts.Runs, Date: time.Now().UTC().Format(time.RFC3339)}
+	for _, k := range opts.Kernels {
+		res.Kernels = append(res.Kernels, Series{Kernel: k})
+	}
+	for run := 1; run <= opts.Runs; run++ {
+		for i := range res.Kernels {
+			s := &res.Kernels[i]
+			var out string
+			var secs float64
+			var wlErr error
+			r, err := vm.Run(ctx, vm.Config{
+				ImageDir: opts.ImageDir, Kernel: filepath.Join(opts.ImageDir, s.File), Accel: opts.Accel,
+				StopGuest: true, Timeout: sp.ReadyTimeout + sp.WorkloadTimeout + sp.StopTimeout + 2*time.Minute,
+				LogPath: filepath.Join(opts.ImageDir, "bench-console.log"),
+				OnReady: func(ctx context.Context, ports map[int]int) error {
+					w, err := sp.Expand(workload, "127.0.0.1", ports)
+					if err != nil {
+						return err
+					}
+					wl, err := image.RunWorkload(ctx, w, sp.WorkloadTimeout, io.Discard)
+					if err != nil {
+						return err
+					}
+					if wl.ExitCode != 0 {
+						wlErr = fmt.Errorf("the workload failed (exit %d) on kernel %s:\n%s", wl.ExitCode, s.Label, wl.Output)
+					}
+					secs, out = wl.Seconds, wl.Output
+					return nil
+				},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("benchmarking kernel %s, run %d: %w", s.Label, run, err)
+			}
+			if wlErr != nil {
+				return nil, wlErr
+			}
+			res.Accel = r.Accel
+			s.Seconds = append(s.Seconds, secs)
+			line := fmt.Sprintf("bench: run %d/%d, kernel %s: workload %.2fs", run, opts.Runs, s.Label, secs)
+			if metric != nil {
+				score, n := 0.0, 0
+				for _, m := range metric.FindAllStringSubmatch(out, -1) {
+					if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+						score += v
+						n++
+					}
+				}
+				if n == 0 {
+					return nil, fmt.Errorf("--metric %q matched nothing in the workload's output (its last lines):\n%s", opts.Metric, out)
+				}
+				s.Scores = append(s.Scores, score)
+				line += fmt.Sprintf(", metric %.1f", score)
+			}
+			fmt.Fprintln(opts.Progress, line)
+		}
+	}
+	for i := range res.Kernels {
+		s := &res.Kernels[i]
+		s.Mean = stat(s.Seconds)
+		if len(s.Scores) > 0 {
+			st := stat(s.Scores)
+			s.Score = &st
+		}
+	}
+	return res, nil
+}
+
+// Table renders the result as Markdown, each kernel against the first.
+func (r *Result) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "workload: `%s`; %d runs per kernel, alternating, under %s\n\n", r.Workload, r.Runs, r.Accel)
+	b.WriteString("| kernel | workload seconds (mean ± sd) | vs " + r.Kernels[0].Label + " |")
+	if r.Metric != "" {
+		b.WriteString(" metric (mean ± sd) | vs " + r.Kernels[0].Label + " |")
+	}
+	b.WriteString("\n| --- | --- | --- |")
+	if r.Metric != "" {
+		b.WriteString(" --- | --- |")
+	}
+	b.WriteString("\n")
+	base := r.Kernels[0]
+	for _, s := range r.Kernels {
+		fmt.Fprintf(&b, "| %s | %.3f ± %.3f | %+.1f%% |", s.Label, s.Mean.Mean, s.Mean.Stddev, pct(s.Mean.Mean, base.Mean.Mean))
+		if s.Score != nil && base.Score != nil {
+			fmt.Fprintf(&b, " %.1f ± %.1f | %+.1f%% |", s.Score.Mean, s.Score.Stddev, pct(s.Score.Mean, base.Score.Mean))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func pct(v, base float64) float64 {
+	if base == 0 {
+		return 0
+	}
+	return (v/base - 1) * 100
+}

@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bespoke-os/bespoke/internal/verify"
+)
+
+// verifyFlags are the flags of bespoke verify.
+type verifyFlags struct {
+	fix       bool
+	maxRounds int
+	noTrace   bool
+	accel     string
+	jobs      int
+}
+
+func runVerify(ctx context.Context, env *Env, args []string) error {
+	var f verifyFlags
+	fs := newFlagSet(env, "verify")
+	fs.BoolVar(&f.fix, "fix", false, "add what a failed round found missing (files, kernel options) to the image, rebuild it, and check again")
+	fs.IntVar(&f.maxRounds, "max-rounds", 3, "with --fix, give up after `N` boots")
+	fs.BoolVar(&f.noTrace, "no-trace", false, "run the program without the guest tracer (faster; failures are not classified)")
+	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg")
+	fs.IntVar(&f.jobs, "j", 0, "make -j for a kernel rebuild (default: the number of CPUs)")
+	pos, rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || len(rest) > 0 {
+		return usageErrorf("want one IMAGE_DIR")
+	}
+	if f.maxRounds < 1 {
+		return usageErrorf("--max-rounds %d: want 1 or more", f.maxRounds)
+	}
+	res, err := verify.Run(ctx, verify.Options{
+		ImageDir: pos[0], Fix: f.fix, MaxRounds: f.maxRounds, NoTrace: f.noTrace,
+		Accel: f.accel, Jobs: f.jobs, Progress: env.Stderr,
+	})
+	if res != nil {
+		fmt.Fprintln(env.Stdout, res.Summary())
+	}
+	if errors.Is(err, verify.ErrFailed) {
+		return &ExitError{Code: 1, Err: err}
+	}
+	return err
+}

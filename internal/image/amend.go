@@ -1,0 +1,168 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
+	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/kbuild"
+	"github.com/bespoke-os/bespoke/internal/kconfig"
+	"github.com/bespoke-os/bespoke/internal/ksrc"
+)
+
+// AmendOptions says what Amend adds to an image.
+type AmendOptions struct {
+	Dir   string
+	Fixes Fixes
+	// CacheDir is bespoke's cache ("" means ksrc.CacheDir()).
+	CacheDir string
+	// Progress gets the kernel build's progress; Log everything else
+	// (the kernel build's log included).
+	Progress, Log io.Writer
+	Jobs          int
+}
+
+// Amend adds fixes to the image in opts.Dir, changing only what they
+// touch: files are appended to its initramfs as a new archive segment; a
+// kernel option rebuilds its kernel from its own config plus the option
+// (through the build cache). The new image is assembled beside the old
+// one and renamed into place, so a failure leaves the image as it was;
+// fixes.json and report.json record what was added.
+func Amend(ctx context.Context, opts AmendOptions) error {
+	dir := opts.Dir
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	cache := opts.CacheDir
+	if cache == "" {
+		var err error
+		if cache, err = ksrc.CacheDir(); err != nil {
+			return err
+		}
+	}
+	var rep Report
+	data, err := os.ReadFile(filepath.Join(dir, ReportFile))
+	if err == nil {
+		err = json.Unmarshal(data, &rep)
+	}
+	if err != nil {
+		return fmt.Errorf("amending image %s: reading its report: %w", dir, err)
+	}
+	stage, err := atomicdir.Stage(dir)
+	if err != nil {
+		return fmt.Errorf("amending image %s: %w", dir, err)
+	}
+	defer os.RemoveAll(stage)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("amending image %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := atomicdir.CopyFile(filepath.Join(dir, e.Name()), filepath.Join(stage, e.Name())); err != nil {
+				return fmt.Errorf("amending image %s: %w", dir, err)
+			}
+		}
+	}
+
+	if len(opts.Fixes.Include) > 0 {
+		if rep.Initramfs == nil {
+			return fmt.Errorf("amending image %s: its report lists no initramfs", dir)
+		}
+		existing := map[string]bool{}
+		err := initramfs.Walk(ctx, filepath.Join(dir, InitramfsFile), func(h *initramfs.Header, _ io.Reader) error {
+			existing["/"+h.Name] = true
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		seg, err := initramfs.Append(ctx, initramfs.AppendOptions{
+			Archive:     filepath.Join(dir, InitramfsFile),
+			Output:      filepath.Join(stage, InitramfsFile),
+			Paths:       whats(opts.Fixes.Include),
+			Existing:    existing,
+			Compression: rep.Initramfs.Compression,
+		})
+		if err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		for _, f := range seg.Files {
+			fmt.Fprintf(opts.Log, "amend: initramfs: added %s (%s)\n", f.Path, f.Type)
+		}
+		rep.Initramfs.Files = append(rep.Initramfs.Files, seg.Files...)
+		rep.Initramfs.FileBytes += seg.FileBytes
+		fi, err := os.Stat(filepath.Join(stage, InitramfsFile))
+		if err != nil {
+			return err
+		}
+		rep.InitramfsBytes, rep.Initramfs.CompressedBytes = fi.Size(), fi.Size()
+	}
+
+	if len(opts.Fixes.Enable) > 0 {
+		sp, err := ReadSpec(dir)
+		if err != nil {
+			return err
+		}
+		tree, err := ksrc.Prepare(ctx, sp.Kernel.Source, cache, opts.Progress)
+		if err != nil {
+			return err
+		}
+		base, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+		if err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		res, err := kconfig.Generate(ctx, kconfig.Options{
+			Tree: tree, Base: base, Enable: whats(opts.Fixes.Enable), CacheDir: cache, Log: opts.Log,
+		})
+		if err != nil {
+			return fmt.Errorf("amending the kernel config of %s: %w", dir, err)
+		}
+		kr, err := installKernel(ctx, kbuild.Options{
+			Tree: tree, Config: res.Data, CacheDir: cache, Jobs: opts.Jobs, Progress: opts.Progress,
+		}, stage, opts.Log)
+		if err != nil {
+			return fmt.Errorf("amending the kernel of %s: %w", dir, err)
+		}
+		meta := kr.Meta
+		rep.Kernel, rep.KernelBytes, rep.KernelSymbols = &meta, meta.BzImageBytes, res.Yes
+	}
+
+	fixes, err := ReadFixes(dir)
+	if err != nil {
+		return err
+	}
+	fixes.Include = mergeFixes(fixes.Include, opts.Fixes.Include)
+	fixes.Enable = mergeFixes(fixes.Enable, opts.Fixes.Enable)
+	if err := fixes.Write(stage); err != nil {
+		return err
+	}
+	rep.Fixes = fixes
+	rep.TotalBytes = rep.KernelBytes + rep.InitramfsBytes
+	if err := writeJSON(filepath.Join(stage, ReportFile), &rep); err != nil {
+		return err
+	}
+	if err := atomicdir.Replace(stage, dir); err != nil {
+		return fmt.Errorf("amending image %s: %w", dir, err)
+	}
+	return nil
+}
+
+// mergeFixes adds the fixes of b not already in a, by What.
+func mergeFixes(a, b []Fix) []Fix {
+	for _, f := range b {
+		if !slices.ContainsFunc(a, func(g Fix) bool { return g.What == f.What }) {
+			a = append(a, f)
+		}
+	}
+	return a
+}

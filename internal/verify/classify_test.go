@@ -1,0 +1,134 @@
+package verify
+
+import (
+	"io/fs"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeInfo is a host file for Lstat.
+type fakeInfo struct{ mode fs.FileMode }
+
+func (f fakeInfo) Name() string       { return "" }
+func (f fakeInfo) Size() int64        { return 0 }
+func (f fakeInfo) Mode() fs.FileMode  { return f.mode }
+func (f fakeInfo) ModTime() time.Time { return time.Time{} }
+func (f fakeInfo) IsDir() bool        { return f.mode.IsDir() }
+func (f fakeInfo) Sys() any           { return nil }
+
+func TestClassify(t *testing.T) {
+	host := &manifest.Manifest{
+		Paths: []manifest.Path{
+			{Path: "/usr/lib/x86_64-linux-gnu/libssl.so.3", Ops: []string{"open"}, Result: "found"},
+			{Path: "/etc/app.conf", Ops: []string{"open"}, Result: "found"},
+			{Path: "/proc/sys/net/core/somaxconn", Ops: []string{"open"}, Result: "found"},
+			{Path: "/etc/hwcaps-probe", Ops: []string{"open"}, Result: "ENOENT"},
+		},
+		Syscalls: []manifest.Syscall{
+			{Name: "epoll_create1", Count: 1},
+			{Name: "io_uring_setup", Count: 1, Errors: map[string]int{"ENOSYS": 1}},
+		},
+		Sockets: []manifest.Socket{
+			{Domain: "AF_INET6", Type: "SOCK_STREAM", Protocol: 0, Count: 1, Result: "ok"},
+		},
+	}
+	guest := &manifest.Manifest{
+		Program: manifest.Program{Path: "/usr/bin/app"},
+		Paths: []manifest.Path{
+			// Missing in the image, found on the host: the fix.
+			{Path: "/usr/lib/x86_64-linux-gnu/libssl.so.3", Ops: []string{"open"}, Result: "ENOENT"},
+			// In the image: an ENOENT there is the program's own business.
+			{Path: "/etc/app.conf", Ops: []string{"open"}, Result: "ENOENT"},
+			// Missing on the host too: a probe.
+			{Path: "/etc/hwcaps-probe", Ops: []string{"open"}, Result: "ENOENT"},
+			// A directory on the host: reported, no automatic fix.
+			{Path: "/var/lib/app", Ops: []string{"stat"}, Result: "ENOENT"},
+			// A write into a missing directory is not a lookup.
+			{Path: "/var/run/app.pid", Ops: []string{"open"}, Result: "ENOENT", Write: true},
+			// A kernel path the host had.
+			{Path: "/proc/sys/net/core/somaxconn", Ops: []string{"open"}, Result: "ENOENT"},
+			// A kernel path the host lacked too.
+			{Path: "/sys/kernel/mm/transparent_hugepage/enabled", Ops: []string{"open"}, Result: "ENOENT"},
+		},
+		Syscalls: []manifest.Syscall{
+			{Name: "epoll_create1", Count: 2, Errors: map[string]int{"ENOSYS": 2}},
+			{Name: "io_uring_setup", Count: 1, Errors: map[string]int{"ENOSYS": 1}}, // ENOSYS on the host too
+			{Name: "openat", Count: 40, Errors: map[string]int{"ENOENT": 9}},
+		},
+		Sockets: []manifest.Socket{
+			{Domain: "AF_INET6", Type: "SOCK_STREAM", Protocol: 0, Count: 1, Result: "EAFNOSUPPORT"},
+			{Domain: "AF_PACKET", Type: "SOCK_RAW", Protocol: 0, Count: 1, Result: "EAFNOSUPPORT"}, // never on the host
+		},
+		Exit: &manifest.Exit{Code: 1},
+	}
+	hostFS := map[string]fs.FileMode{
+		"/usr/lib/x86_64-linux-gnu/libssl.so.3": 0o644,
+		"/etc/app.conf":                         0o644,
+		"/var/lib/app":                          fs.ModeDir | 0o755,
+		"/var/run/app.pid":                      0o644,
+	}
+	got := Classify(Facts{
+		Host: host, Guest: guest,
+		InImage: func(p string) bool { return p == "/etc/app.conf" },
+		Enabled: func(sym string) bool { return sym == "INET" || sym == "NET" || sym == "PROC_FS" },
+		Lstat: func(p string) (fs.FileInfo, error) {
+			if m, ok := hostFS[p]; ok {
+				return fakeInfo{m}, nil
+			}
+			return nil, os.ErrNotExist
+		},
+	})
+	type brief struct {
+		Kind, Subject, Include string
+		Enable                 []string
+		HasHint                bool
+	}
+	var gotBrief []brief
+	for _, f := range got {
+		gotBrief = append(gotBrief, brief{f.Kind, f.Subject, f.Include, f.Enable, f.Hint != ""})
+		if f.Evidence == "" {
+			t.Errorf("%s %s: no evidence", f.Kind, f.Subject)
+		}
+	}
+	want := []brief{
+		{MissingFile, "/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3", nil, false},
+		{MissingFile, "/var/lib/app", "", nil, true},
+		{MissingKernelPath, "/proc/sys/net/core/somaxconn", "", []string{"PROC_SYSCTL"}, false},
+		{MissingSocket, "socket(AF_INET6, SOCK_STREAM, 0)", "", []string{"IPV6"}, false},
+		{MissingSyscall, "epoll_create1", "", []string{"EPOLL"}, false},
+	}
+	if diff := cmp.Diff(want, gotBrief); diff != "" {
+		t.Errorf("Classify (-want +got):\n%s\nfindings:\n%v", diff, got)
+	}
+	for _, f := range got {
+		if f.Subject == "/usr/lib/x86_64-linux-gnu/libssl.so.3" && !strings.Contains(f.Evidence, "found on the host") {
+			t.Errorf("evidence %q does not say the host trace found it", f.Evidence)
+		}
+	}
+}
+
+func TestClassifySeccompAndFixes(t *testing.T) {
+	got := Classify(Facts{
+		Host:    &manifest.Manifest{},
+		Guest:   &manifest.Manifest{Program: manifest.Program{Path: "/bin/app"}, Exit: &manifest.Exit{Code: 159, Signal: "SIGSYS"}},
+		InImage: func(string) bool { return false },
+		Enabled: func(string) bool { return false },
+	})
+	if len(got) != 1 || got[0].Kind != SeccompDenial {
+		t.Fatalf("got %v, want one seccomp denial", got)
+	}
+	fx := fixesOf([]Finding{
+		{Kind: MissingFile, Subject: "/a", Include: "/a"},
+		{Kind: MissingFile, Subject: "/a", Include: "/a"},
+		{Kind: MissingSyscall, Subject: "eventfd2", Enable: []string{"EVENTFD"}},
+		{Kind: SeccompDenial, Subject: "/bin/app", Hint: "x"},
+	})
+	if len(fx.Include) != 1 || fx.Include[0].What != "/a" || len(fx.Enable) != 1 || fx.Enable[0].What != "EVENTFD" {
+		t.Errorf("fixesOf = %+v, want /a once and EVENTFD", fx)
+	}
+}
