@@ -333,7 +333,7 @@ func (b *builder) run(ctx context.Context) error {
 		}
 		if err := b.do("trace", func() (string, error) {
 			var err error
-			m, err = b.trace(ctx, state)
+			m, err = b.traceState(ctx, state)
 			if err != nil {
 				return "", err
 			}
@@ -447,6 +447,29 @@ func (b *builder) setup(ctx context.Context, state string) (string, error) {
 		}
 	}
 	return fmt.Sprintf("%d commands, state in %s", len(b.sp.Setup), state), nil
+}
+
+// traceState traces the program; with setup, against a copy of the state
+// directory, which is put back afterwards: the image gets the state as
+// setup made it, not as the host's workload left it (pgbench's tables,
+// say).
+func (b *builder) traceState(ctx context.Context, state string) (*manifest.Manifest, error) {
+	if len(b.sp.Setup) == 0 {
+		return b.trace(ctx, state)
+	}
+	saved := state + ".setup"
+	os.RemoveAll(saved)
+	if out, err := exec.CommandContext(ctx, "cp", "-a", state, saved).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("keeping the state directory as setup made it: %v: %s", err, out)
+	}
+	m, err := b.trace(ctx, state)
+	if rerr := os.RemoveAll(state); rerr == nil {
+		rerr = os.Rename(saved, state)
+		if err == nil && rerr != nil {
+			err = fmt.Errorf("restoring the state directory: %w", rerr)
+		}
+	}
+	return m, err
 }
 
 // trace runs the program on the host under the tracer with the workload.
@@ -703,7 +726,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		include = append(include, state)
 	}
 	rep, err := initramfs.Build(ctx, initramfs.Options{
-		Manifest:    m,
+		Manifest:    withoutState(m, state, len(b.sp.Setup) > 0),
 		Init:        init,
 		Config:      cfg,
 		User:        initramfs.User{Name: acct.Name, Uid: acct.UID, Gid: acct.GID, Group: acct.Group, Home: acct.Home},
@@ -721,6 +744,20 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 	b.report.Initramfs = rep
 	b.report.InitramfsBytes = rep.CompressedBytes
 	return fmt.Sprintf("%d entries, %s of files, %s compressed", len(rep.Files), humanBytes(rep.FileBytes), humanBytes(rep.CompressedBytes)), nil
+}
+
+// withoutState returns m without the files it used in the state
+// directory, when the image gets that directory whole (as setup made it:
+// files the workload created there on the host are gone).
+func withoutState(m *manifest.Manifest, state string, whole bool) *manifest.Manifest {
+	if !whole {
+		return m
+	}
+	mm := *m
+	mm.Files = slices.DeleteFunc(slices.Clone(m.Files), func(f manifest.File) bool {
+		return f.Path == state || strings.HasPrefix(f.Path, state+"/")
+	})
+	return &mm
 }
 
 // boot boots the new image once and, when the spec has one, runs the

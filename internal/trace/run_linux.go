@@ -130,9 +130,15 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 		return nil, fmt.Errorf("starting program: finding bespoke's own binary for the seccomp stub: %w", err)
 	}
 	path, argv := execPath, append([]string{prog.Path}, opts.Args...)
+	cred := opts.Credential
 	if seccomp {
 		path, argv = self, append([]string{"bespoke-trace-stub", execPath}, argv...)
 		env = append(append([]string{}, env...), stubEnv+"=1")
+		if cred != nil {
+			// The stub starts as root and switches itself (see stubCredEnv).
+			env = append(env, stubCredEnv+"="+credString(cred))
+			cred = nil
+		}
 	}
 	attr := &syscall.ProcAttr{
 		Dir:   opts.Dir,
@@ -142,7 +148,7 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 			Ptrace:     true,
 			Setpgid:    true, // Ctrl-C on the terminal reaches bespoke, which stops the program
 			Pdeathsig:  syscall.SIGKILL,
-			Credential: opts.Credential,
+			Credential: cred,
 		},
 	}
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,4 +137,24 @@ func TestRunStops(t *testing.T) {
 			t.Errorf("children left: %s", out)
 		}
 	})
+}
+
+// TestRunAsUser: with a Credential the program runs as that user, in both
+// modes. The seccomp stub is this test binary, in a build directory only
+// root may enter: it starts as root and switches before it execs.
+func TestRunAsUser(t *testing.T) {
+	testenv.Root(t)
+	for _, noSeccomp := range []bool{false, true} {
+		var out bytes.Buffer
+		m, err := Run(context.Background(), Options{
+			Program: "sh", Args: []string{"-c", "id -u; id -g"}, Stdout: &out, NoSeccomp: noSeccomp,
+			Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+		})
+		if err != nil {
+			t.Fatalf("noSeccomp %v: %v", noSeccomp, err)
+		}
+		if got := strings.Fields(out.String()); len(got) != 2 || got[0] != "65534" || got[1] != "65534" || m.Exit.Code != 0 {
+			t.Errorf("noSeccomp %v: id printed %q (exit %+v), want uid and gid 65534", noSeccomp, out.String(), m.Exit)
+		}
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +25,11 @@ const (
 	// stubNoSeccomp is the stub's exit code when the kernel refused the
 	// filter: Run then traces with PTRACE_SYSCALL.
 	stubNoSeccomp = 121
+	// stubCredEnv carries Options.Credential to the stub as
+	// "UID:GID:G1,G2": the stub, started as root, switches to it before it
+	// execs the program. The stub's own binary (bespoke, or a test binary
+	// in a 0700 build directory) may not be executable by that user.
+	stubCredEnv = "BESPOKE_TRACE_STUB_CRED"
 )
 
 func init() {
@@ -43,8 +50,14 @@ func stubMain() {
 	path, argv := os.Args[1], os.Args[2:]
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, stubEnv+"=") {
+		if !strings.HasPrefix(kv, stubEnv+"=") && !strings.HasPrefix(kv, stubCredEnv+"=") {
 			env = append(env, kv)
+		}
+	}
+	if c := os.Getenv(stubCredEnv); c != "" {
+		if err := switchUser(c); err != nil {
+			fmt.Fprintf(os.Stderr, "bespoke trace stub: switching to %s: %v\n", c, err)
+			os.Exit(127)
 		}
 	}
 	if err := installFilter(); err != nil {
@@ -74,6 +87,49 @@ func installFilter() error {
 	}
 	if e != 0 {
 		return e
+	}
+	return nil
+}
+
+// credString is the stubCredEnv value for c.
+func credString(c *syscall.Credential) string {
+	gs := make([]string, len(c.Groups))
+	for i, g := range c.Groups {
+		gs[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	return fmt.Sprintf("%d:%d:%s", c.Uid, c.Gid, strings.Join(gs, ","))
+}
+
+// switchUser sets the groups, gid and uid of a stubCredEnv value, for
+// every thread of the process (Go's syscall package does so).
+func switchUser(v string) error {
+	f := strings.Split(v, ":")
+	if len(f) != 3 {
+		return fmt.Errorf("want UID:GID:GROUPS")
+	}
+	uid, err1 := strconv.Atoi(f[0])
+	gid, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("want numeric ids")
+	}
+	var groups []int
+	if f[2] != "" {
+		for _, g := range strings.Split(f[2], ",") {
+			n, err := strconv.Atoi(g)
+			if err != nil {
+				return err
+			}
+			groups = append(groups, n)
+		}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid: %w", err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid: %w", err)
 	}
 	return nil
 }
