@@ -254,7 +254,7 @@ func TestRedisExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "redis-benchmark -h 127.0.0.1 -p 40123 -q -n 2000 -t set,get"; w != want {
+	if want := "redis-benchmark -h 127.0.0.1 -p 40123 -q -n 2000 -c 4 -t set,get"; w != want {
 		t.Errorf("workload: got %q, want %q", w, want)
 	}
 	if got, want := sp.Ready.String(), "tcp:6379"; got != want {
