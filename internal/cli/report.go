@@ -27,13 +27,9 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintln(w, "| app | kernel | initramfs | total | kernel options =y | files | boot to ready (host) | workload | stop | verify |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, dir := range pos {
-		var rep image.Report
-		data, err := os.ReadFile(filepath.Join(dir, image.ReportFile))
-		if err == nil {
-			err = json.Unmarshal(data, &rep)
-		}
+		rep, err := image.ReadReport(dir)
 		if err != nil {
-			return fmt.Errorf("reading the report of %s: %w", dir, err)
+			return err
 		}
 		files, ready, wl, stop, ver := "-", "-", "not run", "-", "not run"
 		if rep.Initramfs != nil {

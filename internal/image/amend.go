@@ -49,13 +49,9 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 			return err
 		}
 	}
-	var rep Report
-	data, err := os.ReadFile(filepath.Join(dir, ReportFile))
-	if err == nil {
-		err = json.Unmarshal(data, &rep)
-	}
+	rep, err := ReadReport(dir)
 	if err != nil {
-		return fmt.Errorf("amending image %s: reading its report: %w", dir, err)
+		return fmt.Errorf("amending image %s: %w", dir, err)
 	}
 	stage, err := atomicdir.Stage(dir)
 	if err != nil {
@@ -78,11 +74,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		if rep.Initramfs == nil {
 			return fmt.Errorf("amending image %s: its report lists no initramfs", dir)
 		}
-		existing := map[string]bool{}
-		err := initramfs.Walk(ctx, filepath.Join(dir, InitramfsFile), func(h *initramfs.Header, _ io.Reader) error {
-			existing["/"+h.Name] = true
-			return nil
-		})
+		existing, err := initramfs.Paths(ctx, filepath.Join(dir, InitramfsFile))
 		if err != nil {
 			return fmt.Errorf("amending image %s: %w", dir, err)
 		}
@@ -148,7 +140,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	}
 	rep.Fixes = fixes
 	rep.TotalBytes = rep.KernelBytes + rep.InitramfsBytes
-	if err := writeJSON(filepath.Join(stage, ReportFile), &rep); err != nil {
+	if err := writeJSON(filepath.Join(stage, ReportFile), rep); err != nil {
 		return err
 	}
 	if err := atomicdir.Replace(stage, dir); err != nil {
@@ -165,4 +157,17 @@ func mergeFixes(a, b []Fix) []Fix {
 		}
 	}
 	return a
+}
+
+// ReadReport reads an image's report.json.
+func ReadReport(dir string) (*Report, error) {
+	var rep Report
+	data, err := os.ReadFile(filepath.Join(dir, ReportFile))
+	if err == nil {
+		err = json.Unmarshal(data, &rep)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the report of %s: %w", dir, err)
+	}
+	return &rep, nil
 }

@@ -240,3 +240,14 @@ func (g *gzipMembers) Read(p []byte) (int, error) {
 		g.zr = zr
 	}
 }
+
+// Paths returns the guest paths ("/etc/passwd") the initramfs file at path
+// holds, through every archive in it.
+func Paths(ctx context.Context, path string) (map[string]bool, error) {
+	paths := map[string]bool{}
+	err := Walk(ctx, path, func(h *Header, _ io.Reader) error {
+		paths["/"+h.Name] = true
+		return nil
+	})
+	return paths, err
+}

@@ -325,9 +325,9 @@ func classify(r *Round, res *vm.Result, dir string) error {
 	if err != nil {
 		return err
 	}
-	inImage, err := imageFiles(dir)
+	inImage, err := initramfs.Paths(context.Background(), filepath.Join(dir, image.InitramfsFile))
 	if err != nil {
-		return err
+		return fmt.Errorf("listing the image's initramfs: %w", err)
 	}
 	cf, err := os.Open(filepath.Join(dir, image.ConfigFile))
 	if err != nil {
@@ -344,19 +344,6 @@ func classify(r *Round, res *vm.Result, dir string) error {
 		Enabled: cfg.Enabled,
 	})
 	return nil
-}
-
-// imageFiles lists the paths the image's initramfs holds.
-func imageFiles(dir string) (map[string]bool, error) {
-	files := map[string]bool{}
-	err := initramfs.Walk(context.Background(), filepath.Join(dir, image.InitramfsFile), func(h *initramfs.Header, _ io.Reader) error {
-		files["/"+h.Name] = true
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the image's initramfs: %w", err)
-	}
-	return files, nil
 }
 
 func writeJSON(path string, v any) error {
