@@ -144,8 +144,12 @@ func TestBootExitStatus(t *testing.T) {
 			if err != nil || !res.Stopped || ports[80] == 0 {
 				t.Fatalf("Run listen: %+v, %v, ports %v: want stopped after OnReady with port 80", res, err, ports)
 			}
-			if res.Boot.ReadyBy != "tcp:80" || res.Boot.Ready < res.Boot.Exec+900*time.Millisecond {
-				t.Errorf("ready %v by %q, exec %v: want by tcp:80 at least 1s after exec (the program waits 1s)", res.Boot.Ready, res.Boot.ReadyBy, res.Boot.Exec)
+			// The program waits 1s of guest time; the host sees the exec
+			// marker late by the console's latency (seen: 0.89s apart under
+			// CI load), so half a second is the bar. QEMU's own early accept
+			// would make them a few milliseconds apart.
+			if res.Boot.ReadyBy != "tcp:80" || res.Boot.Ready < res.Boot.Exec+500*time.Millisecond {
+				t.Errorf("ready %v by %q, exec %v: want by tcp:80 well after exec (the program waits 1s)", res.Boot.Ready, res.Boot.ReadyBy, res.Boot.Exec)
 			}
 		})
 	}
