@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/manifest"
@@ -26,6 +28,8 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		jobs         int
 		kernelFrom   string
 		optimize     string
+		shake        bool
+		keepSyscalls stringList
 	)
 	fs.StringVar(&file, "f", "", "the spec file (bespoke.yaml); without it, the program follows --")
 	fs.StringVar(&out, "o", "", "the image directory to write (default: ./NAME.image)")
@@ -47,6 +51,8 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&kernelFrom, "kernel-from", "", "reuse the kernel of this image directory (its config must have every option the program needs)")
 	fs.IntVar(&jobs, "j", 0, "parallel jobs for the kernel build (default: the number of CPUs)")
 	fs.StringVar(&optimize, "optimize", "", "kernel optimisation: o2 (-O2), size (-Os) or pgo (profile-guided under the workload; see docs/pgo.md); default: the spec's kernel.opt, else o2")
+	fs.BoolVar(&shake, "shake-syscalls", false, "remove the syscalls neither the program nor the guest init makes from the kernel's syscall table (they return ENOSYS; see docs/pgo.md)")
+	fs.Var(&keepSyscalls, "keep-syscalls", "syscalls to keep in a shaken table, e.g. io_uring_setup,io_uring_enter (repeatable; implies --shake-syscalls)")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -76,6 +82,16 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		sp.Kernel.Opt = optimize
 	default:
 		return usageErrorf("--optimize %q: want o2, size or pgo", optimize)
+	}
+	if shake || len(keepSyscalls) > 0 {
+		sp.Kernel.ShakeSyscalls = true
+		for _, k := range keepSyscalls {
+			for _, name := range strings.Split(k, ",") {
+				if name = strings.TrimSpace(name); name != "" && !slices.Contains(sp.Kernel.KeepSyscalls, name) {
+					sp.Kernel.KeepSyscalls = append(sp.Kernel.KeepSyscalls, name)
+				}
+			}
+		}
 	}
 	if out == "" {
 		out = sp.Name + ".image"

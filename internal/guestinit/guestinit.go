@@ -160,6 +160,9 @@ type Plan struct {
 	TracerArgv []string
 	// Gcov (protocol.ParamGcov): a profiling boot of a gcov kernel.
 	Gcov bool
+	// ProbeSyscalls are made once before the program starts
+	// (protocol.ParamProbeSyscalls).
+	ProbeSyscalls []int
 }
 
 // MakePlan applies the kernel command line to cfg. home is the program
@@ -202,6 +205,15 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		p.StopSignal = sig
 	}
 	_, p.Gcov = params[protocol.ParamGcov]
+	if v, ok := params[protocol.ParamProbeSyscalls]; ok {
+		for _, f := range strings.Split(v, ",") {
+			nr, err := strconv.Atoi(f)
+			if err != nil || nr < 0 {
+				return p, fmt.Errorf("%s=%q: want syscall numbers separated by commas", protocol.ParamProbeSyscalls, v)
+			}
+			p.ProbeSyscalls = append(p.ProbeSyscalls, nr)
+		}
+	}
 	if t, ok := params[protocol.ParamTrace]; ok {
 		if !strings.HasPrefix(t, "/") {
 			return p, fmt.Errorf("%s=%q: want an absolute path", protocol.ParamTrace, t)

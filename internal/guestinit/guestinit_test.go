@@ -153,6 +153,16 @@ func TestMakePlan(t *testing.T) {
 				Net: &Net{netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.2")},
 			},
 		},
+		{
+			name: "probes", cmdline: protocol.ParamProbeSyscalls + "=99,39",
+			want: Plan{
+				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "-c", "/etc/app.conf"},
+				Env: []string{"PATH=" + DefaultPath, "HOME=/", "TERM=vt100", "A=1"},
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
+				ProbeSyscalls: []int{99, 39},
+			},
+		},
+		{name: "bad probe", cmdline: protocol.ParamProbeSyscalls + "=sysinfo", wantErr: protocol.ParamProbeSyscalls},
 		{name: "bad override", cmdline: protocol.ParamOverride + "=!!", wantErr: protocol.ParamOverride},
 		{name: "bad net", cmdline: protocol.ParamNet + "=10.0.2.15", wantErr: protocol.ParamNet},
 	} {

@@ -124,6 +124,14 @@ func run() (protocol.Event, error) {
 	if err := setRlimits(cfg.Rlimits); err != nil {
 		return protocol.Event{}, err
 	}
+	for _, nr := range plan.ProbeSyscalls {
+		_, _, errno := unix.Syscall6(uintptr(nr), 0, 0, 0, 0, 0, 0)
+		result := "ok"
+		if errno != 0 {
+			result = unix.ErrnoName(errno)
+		}
+		os.Stdout.WriteString(fmt.Sprintf("%s%d %s\n", protocol.ProbeMarker, nr, result))
+	}
 	if plan.Gcov {
 		if err := unix.Mount("debugfs", "/sys/kernel/debug", "debugfs", 0, ""); err != nil {
 			return protocol.Event{}, fmt.Errorf("mounting debugfs for %s: %w (the kernel needs DEBUG_FS and GCOV_KERNEL)", protocol.ParamGcov, err)

@@ -30,8 +30,8 @@ type AmendOptions struct {
 
 // Amend adds fixes to the image in opts.Dir, changing only what they
 // touch: files are appended to its initramfs as a new archive segment; a
-// kernel option rebuilds its kernel from its own config plus the option
-// (through the build cache). The new image is assembled beside the old
+// kernel option, or a syscall to keep in a shaken table, rebuilds its
+// kernel from its own config plus the option (through the build cache). The new image is assembled beside the old
 // one and renamed into place, so a failure leaves the image as it was;
 // fixes.json and report.json record what was added.
 func Amend(ctx context.Context, opts AmendOptions) error {
@@ -100,7 +100,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		rep.InitramfsBytes, rep.Initramfs.CompressedBytes = fi.Size(), fi.Size()
 	}
 
-	if len(opts.Fixes.Enable) > 0 {
+	if len(opts.Fixes.Enable)+len(opts.Fixes.Keep) > 0 {
 		sp, err := ReadSpec(dir)
 		if err != nil {
 			return err
@@ -119,8 +119,24 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		if err != nil {
 			return fmt.Errorf("amending the kernel config of %s: %w", dir, err)
 		}
+		// A shaken syscall table stays shaken, less the syscalls to keep.
+		var remove []int
+		if sh := rep.Syscalls; sh != nil {
+			keep := whats(opts.Fixes.Keep)
+			kept := &SyscallShake{Table: sh.Table, Kept: sh.Kept}
+			for i, name := range sh.Removed {
+				if slices.Contains(keep, name) {
+					kept.Kept++
+					continue
+				}
+				kept.Removed = append(kept.Removed, name)
+				kept.RemovedNrs = append(kept.RemovedNrs, sh.RemovedNrs[i])
+			}
+			rep.Syscalls, remove = kept, kept.RemovedNrs
+		}
 		kr, err := installKernel(ctx, kbuild.Options{
 			Tree: tree, Config: res.Data, CacheDir: cache, Jobs: opts.Jobs, Progress: opts.Progress,
+			RemoveSyscalls: remove,
 		}, stage, opts.Log)
 		if err != nil {
 			return fmt.Errorf("amending the kernel of %s: %w", dir, err)
@@ -135,6 +151,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	}
 	fixes.Include = mergeFixes(fixes.Include, opts.Fixes.Include)
 	fixes.Enable = mergeFixes(fixes.Enable, opts.Fixes.Enable)
+	fixes.Keep = mergeFixes(fixes.Keep, opts.Fixes.Keep)
 	if err := fixes.Write(stage); err != nil {
 		return err
 	}

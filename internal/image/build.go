@@ -64,7 +64,12 @@ const (
 type Fixes struct {
 	Include []Fix `json:"include,omitempty"` // host paths, copied at the same path
 	Enable  []Fix `json:"enable,omitempty"`  // Kconfig symbols without CONFIG_
+	// Keep are syscalls kept in a shaken syscall table (kernel.keep_syscalls).
+	Keep []Fix `json:"keep_syscalls,omitempty"`
 }
+
+// all returns every fix.
+func (f *Fixes) all() []Fix { return slices.Concat(f.Include, f.Enable, f.Keep) }
 
 // Fix is one added file or symbol.
 type Fix struct {
@@ -92,7 +97,7 @@ func ReadFixes(dir string) (*Fixes, error) {
 func (f *Fixes) Write(dir string) error { return writeJSON(filepath.Join(dir, FixesFile), f) }
 
 // Empty reports whether f adds nothing.
-func (f *Fixes) Empty() bool { return f == nil || len(f.Include)+len(f.Enable) == 0 }
+func (f *Fixes) Empty() bool { return f == nil || len(f.all()) == 0 }
 
 func whats(fs []Fix) []string {
 	var out []string
@@ -159,6 +164,8 @@ type Report struct {
 	Boot           *Boot             `json:"boot,omitempty"`
 	// PGO is what --optimize pgo did.
 	PGO *PGO `json:"pgo,omitempty"`
+	// Syscalls is what kernel.shake_syscalls removed.
+	Syscalls *SyscallShake `json:"syscalls,omitempty"`
 	// Fixes are what the image holds beyond its spec and trace (fixes.json).
 	Fixes    *Fixes    `json:"fixes,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
@@ -210,6 +217,9 @@ type builder struct {
 	report  Report
 	stageNo int
 	stages  int
+	// removeSyscalls are the syscall numbers every kernel of the image is
+	// built without (kernel.shake_syscalls).
+	removeSyscalls []int
 }
 
 // Build runs the pipeline and returns the report of the new image.
@@ -246,13 +256,16 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		}
 		if !b.opts.Fixes.Empty() {
 			fmt.Fprintf(opts.Progress, "keeping the fixes of the image in %s (%s): %s\n", opts.Out, FixesFile,
-				strings.Join(append(whats(b.opts.Fixes.Include), whats(b.opts.Fixes.Enable)...), ", "))
+				strings.Join(whats(b.opts.Fixes.all()), ", "))
 		}
 	}
 	if !b.opts.Fixes.Empty() {
 		sp := *b.sp
 		sp.Include = append(slices.Clone(sp.Include), whats(b.opts.Fixes.Include)...)
 		sp.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(b.opts.Fixes.Enable)...)
+		if len(b.opts.Fixes.Keep) > 0 {
+			sp.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(b.opts.Fixes.Keep)...)
+		}
 		sp.Kernel.Disable = slices.DeleteFunc(slices.Clone(sp.Kernel.Disable), func(d string) bool {
 			return slices.Contains(sp.Kernel.Enable, d)
 		})
@@ -555,11 +568,15 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if err != nil {
 		return "", err
 	}
+	if b.removeSyscalls, err = b.shakeSyscalls(tree, m); err != nil {
+		return "", err
+	}
 	kr, err := installKernel(ctx, kbuild.Options{
 		Tree:             tree,
 		Config:           res.Data,
 		CacheDir:         b.cache,
 		Jobs:             b.opts.Jobs,
+		RemoveSyscalls:   b.removeSyscalls,
 		Progress:         b.opts.Progress,
 		ProgressTerminal: b.opts.Terminal,
 	}, b.stage, b.log)
@@ -574,7 +591,11 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if kr.Hit {
 		hit = "cache hit"
 	}
-	return fmt.Sprintf("%s, %d options =y, bzImage %s", hit, res.Yes, humanBytes(meta.BzImageBytes)), nil
+	detail := fmt.Sprintf("%s, %d options =y, bzImage %s", hit, res.Yes, humanBytes(meta.BzImageBytes))
+	if sh := b.report.Syscalls; sh != nil {
+		detail += fmt.Sprintf("; %d of %d syscalls removed", len(sh.Removed), sh.Table)
+	}
+	return detail, nil
 }
 
 // kernelOpt is the kconfig optimisation for a spec's: a profile-guided

@@ -105,7 +105,7 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	gdir := filepath.Join(tmp, "gcov")
 	gk, err := kbuild.Build(ctx, kbuild.Options{
 		Tree: tree, Config: gres.Data, OutDir: gdir, CacheDir: b.cache, Jobs: b.opts.Jobs,
-		KeyExtra: []string{"gcov"}, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
+		KeyExtra: []string{"gcov"}, RemoveSyscalls: b.removeSyscalls, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
 	})
 	if err != nil {
 		return "", fmt.Errorf("building the profiling kernel: %w", err)
@@ -166,8 +166,8 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 		Tree: tree, Config: base, CacheDir: b.cache, Jobs: b.opts.Jobs, CC: cc,
 		Env: []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGO, pgo.EnvProfile + "=" + profDir,
 			pgo.EnvExclude + "=" + excl, pgo.EnvLog + "=" + ccLog},
-		KeyExtra: []string{"pgo", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])},
-		Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
+		KeyExtra:       []string{"pgo", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])},
+		RemoveSyscalls: b.removeSyscalls, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
 	}, b.stage, b.log)
 	if err != nil {
 		return "", fmt.Errorf("building the profile-guided kernel: %w", err)

@@ -4,16 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/testenv"
 	"github.com/bespoke-os/bespoke/internal/verify"
+	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
 // TestRedisPGO builds the redis example with --optimize pgo: a profiling
@@ -38,7 +43,7 @@ func TestRedisPGO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp.Kernel.Opt = spec.OptPGO
+	sp.Kernel.Opt, sp.Kernel.ShakeSyscalls = spec.OptPGO, true
 	out := filepath.Join(t.TempDir(), "redis-pgo.image")
 	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
 	if err != nil {
@@ -87,4 +92,40 @@ func TestRedisPGO(t *testing.T) {
 	}
 	t.Logf("pgo: %d hot, %d cold units (cc log: %d hot, %d cold); .text %d -> %d, bzImage %d -> %d; %s",
 		p.Hot, p.Cold, hot, cold, p.O2.Text, p.Optimized.Text, p.O2.BzImage, p.Optimized.BzImage, res.Summary())
+	checkShaken(t, out, rep)
+}
+
+// checkShaken asserts that a shaken image's kernel returns ENOSYS for a
+// syscall it removed, one that Linux always implements (kernel/sys.c,
+// kernel/sched), and not for one it kept.
+func checkShaken(t *testing.T, dir string, rep *image.Report) {
+	t.Helper()
+	sh := rep.Syscalls
+	if sh == nil || len(sh.Removed) == 0 || sh.Kept == 0 {
+		t.Fatalf("syscalls: %+v, want some removed and some kept", sh)
+	}
+	probe := -1
+	for _, name := range []string{"sysinfo", "times", "getpriority", "sched_getscheduler"} {
+		if i := slices.Index(sh.Removed, name); i >= 0 {
+			probe = sh.RemovedNrs[i]
+			break
+		}
+	}
+	if probe < 0 {
+		t.Fatalf("none of sysinfo, times, getpriority, sched_getscheduler removed (removed: %v)", sh.Removed)
+	}
+	const getpid = 39
+	var console bytes.Buffer
+	res, err := vm.Run(context.Background(), vm.Config{ImageDir: dir, Console: &console, Timeout: 3 * time.Minute,
+		Params:  []string{fmt.Sprintf("%s=%d,%d", protocol.ParamProbeSyscalls, probe, getpid)},
+		OnReady: func(context.Context, map[int]int) error { return nil }})
+	if err != nil || !res.Stopped {
+		t.Fatalf("boot with probes: %+v, %v; console:\n%s", res, err, console.String())
+	}
+	for _, want := range []string{fmt.Sprintf("%s%d ENOSYS", protocol.ProbeMarker, probe), fmt.Sprintf("%s%d ok", protocol.ProbeMarker, getpid)} {
+		if !strings.Contains(console.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, console.String())
+		}
+	}
+	t.Logf("syscalls: %d of %d removed, %d kept; syscall %d returns ENOSYS in the guest", len(sh.Removed), sh.Table, sh.Kept, probe)
 }

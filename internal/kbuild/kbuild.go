@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,11 @@ type Options struct {
 	Prepare func(buildDir string) error
 	// KeyExtra are more inputs of the cache key (e.g. a profile's hash).
 	KeyExtra []string
+	// RemoveSyscalls are x86-64 syscall numbers routed to sys_ni_syscall
+	// in the build's generated syscall table (they return ENOSYS): part of
+	// the cache key, but not of the build dir lineage, since only the
+	// dispatcher recompiles.
+	RemoveSyscalls []int
 	// Env is added to make's environment (K=V), e.g. a compiler wrapper's
 	// settings. It is not part of the cache key: what in it changes the
 	// output must be named in KeyExtra.
@@ -118,6 +124,7 @@ type Meta struct {
 	CC              string    `json:"cc"`
 	MakeVars        []string  `json:"make_vars,omitempty"`
 	KeyExtra        []string  `json:"key_extra,omitempty"`
+	RemovedSyscalls []int     `json:"removed_syscalls,omitempty"`
 	Commands        []string  `json:"commands"`
 	Jobs            int       `json:"jobs"`
 	ObjectsCompiled int       `json:"objects_compiled"`
@@ -177,6 +184,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			opts.CC = "ccache gcc"
 		}
 	}
+	opts.RemoveSyscalls = slices.Compact(slices.Sorted(slices.Values(opts.RemoveSyscalls)))
 	var tc Toolchain
 	if opts.Toolchain != nil {
 		tc = *opts.Toolchain
@@ -185,10 +193,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	in := KeyInput{
 		SourceID: opts.Tree.ID, Config: opts.Config, Toolchain: tc, CC: opts.CC,
-		MakeVars: opts.ExtraMake, Targets: targets, Extra: opts.KeyExtra,
+		MakeVars: opts.ExtraMake, Targets: targets, Extra: opts.KeyExtra, RemoveSyscalls: opts.RemoveSyscalls,
 	}
 	key := Key(in)
-	in.Config = nil
+	in.Config, in.RemoveSyscalls = nil, nil
 	lineage := "work-" + Key(in) // everything but the config
 	root := filepath.Join(cacheDir, "kbuild")
 	result := filepath.Join(root, key)
@@ -236,7 +244,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	meta := Meta{
 		Key: key, MakeRun: true, BuildDir: work, SourceVersion: opts.Tree.Version, SourceID: opts.Tree.ID,
 		SourceDir: opts.Tree.Dir, Toolchain: tc, CC: opts.CC, MakeVars: opts.ExtraMake, KeyExtra: opts.KeyExtra,
-		Commands: commandLines(cmds), Jobs: opts.Jobs,
+		RemovedSyscalls: opts.RemoveSyscalls, Commands: commandLines(cmds), Jobs: opts.Jobs,
 	}
 	if b, err := os.ReadFile(filepath.Join(work, lastKeyFile)); err == nil {
 		meta.BaseKey = strings.TrimSpace(string(b))
@@ -256,6 +264,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err := os.WriteFile(filepath.Join(work, name), body, 0o644); err != nil {
 			return nil, fmt.Errorf("preparing build dir: %w", err)
 		}
+	}
+	if err := resetSyscalls(work); err != nil {
+		return nil, fmt.Errorf("preparing build dir: %w", err)
 	}
 	if opts.Prepare != nil {
 		if err := opts.Prepare(work); err != nil {
@@ -277,7 +288,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	out := io.MultiWriter(logf, prog)
 	for _, c := range cmds {
 		fmt.Fprintf(logf, "$ %s\n", c)
-		if err = opts.Runner(ctx, c, out); err != nil {
+		if c.Do != nil {
+			err = c.Do()
+		} else {
+			err = opts.Runner(ctx, c, out)
+		}
+		if err != nil {
 			break
 		}
 	}
@@ -329,10 +345,15 @@ func makeCommands(opts Options, cacheDir, dir string) []Command {
 	withArgs := func(args ...string) Command {
 		return Command{Env: env, Args: append(append([]string{}, common...), args...)}
 	}
-	return []Command{
-		withArgs("olddefconfig"),
-		withArgs(append([]string{"-j" + strconv.Itoa(opts.Jobs)}, targets...)...),
+	cmds := []Command{withArgs("olddefconfig")}
+	if len(opts.RemoveSyscalls) > 0 {
+		remove := opts.RemoveSyscalls
+		cmds = append(cmds, withArgs("archheaders"), Command{
+			Note: fmt.Sprintf("route %d syscalls to sys_ni_syscall in %s", len(remove), filepath.Join(dir, syscallHeader)),
+			Do:   func() error { return shakeSyscalls(dir, remove) },
+		})
 	}
+	return append(cmds, withArgs(append([]string{"-j" + strconv.Itoa(opts.Jobs)}, targets...)...))
 }
 
 func commandLines(cmds []Command) []string {

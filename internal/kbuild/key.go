@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -51,6 +52,9 @@ type KeyInput struct {
 	MakeVars  []string  // extra make arguments, in order (KCFLAGS=..., LLVM=1)
 	Targets   []string  // make targets
 	Extra     []string  // caller-defined inputs (e.g. a profile's hash)
+	// RemoveSyscalls are syscall numbers removed from the table (none:
+	// the key is as before there were any).
+	RemoveSyscalls []int
 }
 
 // Key returns the cache key for in: 16 hex digits.
@@ -70,6 +74,13 @@ func Key(in KeyInput) string {
 	field("make", in.MakeVars...)
 	field("targets", in.Targets...)
 	field("extra", in.Extra...)
+	if len(in.RemoveSyscalls) > 0 {
+		var nrs []string
+		for _, nr := range in.RemoveSyscalls {
+			nrs = append(nrs, strconv.Itoa(nr))
+		}
+		field("remove-syscalls", nrs...)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

@@ -15,10 +15,17 @@ type Command struct {
 	Dir  string   // working directory
 	Env  []string // added to the environment (K=V)
 	Args []string // Args[0] is the program
+	// Do, when set, is a step bespoke runs itself (no process), described
+	// by Note.
+	Do   func() error
+	Note string
 }
 
 // String returns the command as a shell line a user can run by hand.
 func (c Command) String() string {
+	if c.Do != nil {
+		return "# bespoke: " + c.Note
+	}
 	var parts []string
 	if c.Dir != "" {
 		parts = append(parts, "cd", shellQuote(c.Dir), "&&")

@@ -289,6 +289,19 @@ func (sp *Spec) abs(p string) string {
 	return filepath.Join(sp.Dir, p)
 }
 
+func (d *decoder) boolean(key string, n *yaml.Node) (bool, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		d.errorf(n, "%s: want true or false, got %s", key, describe(n))
+		return false, false
+	}
+	v, err := strconv.ParseBool(n.Value)
+	if err != nil {
+		d.errorf(n, "%s: want true or false, got %s", key, describe(n))
+		return false, false
+	}
+	return v, true
+}
+
 func (d *decoder) integer(key string, n *yaml.Node) (int, bool) {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		d.errorf(n, "%s: want a whole number, got %s", key, describe(n))
@@ -450,6 +463,11 @@ var kernelFields = []field{
 	{"enable", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Enable = d.symbols(k, n) }},
 	{"disable", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Disable = d.symbols(k, n) }},
 	{"opt", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Opt, _ = d.str(k, n) }},
+	{"shake_syscalls", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.ShakeSyscalls, _ = d.boolean(k, n) }},
+	{"keep_syscalls", func(d *decoder, k string, n *yaml.Node) {
+		d.sp.Kernel.KeepSyscalls = d.strs(k, n)
+		d.sp.Kernel.ShakeSyscalls = true
+	}},
 }
 
 func (d *decoder) kernel(key string, n *yaml.Node) { d.mapping(key, n, kernelFields) }

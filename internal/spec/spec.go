@@ -189,6 +189,12 @@ type Kernel struct {
 	Disable []string
 	// Opt is OptO2, OptSize or OptPGO.
 	Opt string
+	// ShakeSyscalls removes from the syscall table the syscalls neither
+	// the program (its trace) nor the guest init makes: they return
+	// ENOSYS. KeepSyscalls (names, e.g. "io_uring_setup") are kept too,
+	// and imply ShakeSyscalls.
+	ShakeSyscalls bool
+	KeepSyscalls  []string
 }
 
 // Dir is a directory the guest init creates at boot.

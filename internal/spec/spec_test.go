@@ -172,6 +172,8 @@ func TestParseErrors(t *testing.T) {
 		{"cpus zero", "cmd: [a]\ncpus: 0\n", []string{`bespoke.yaml:2: bad cpus 0`}},
 		{"unknown target", "cmd: [a]\ntarget: qemu-q35\n", []string{`bespoke.yaml:2: unknown target "qemu-q35": want one of qemu-microvm, qemu-pc, firecracker`}},
 		{"bad opt", "cmd: [a]\nkernel:\n  opt: O3\n", []string{`bespoke.yaml:3: bad kernel opt "O3"`}},
+		{"shake not a bool", "cmd: [a]\nkernel:\n  shake_syscalls: yes please\n", []string{`bespoke.yaml:3: kernel.shake_syscalls: want true or false`}},
+		{"bad syscall name", "cmd: [a]\nkernel:\n  keep_syscalls: [Sysinfo]\n", []string{`keep_syscalls: "Sysinfo" is not a syscall name`}},
 		{"bad symbol", "cmd: [a]\nkernel:\n  enable:\n    - epoll\n", []string{`bespoke.yaml:4: bad kernel symbol "epoll"`}},
 		{"enable and disable", "cmd: [a]\nkernel:\n  enable: [IPV6]\n  disable:\n    - CONFIG_IPV6\n", []string{`bespoke.yaml:5: kernel symbol IPV6 is both enabled and disabled`}},
 		{"unknown placeholder", "cmd: [a]\nports: [80]\nworkload: curl http://{hots}:{port}/\n", []string{`bespoke.yaml:3: workload: unknown placeholder {hots}`}},
@@ -397,5 +399,19 @@ func TestExcluded(t *testing.T) {
 		if got := sp.Excluded(path); got != want {
 			t.Errorf("Excluded(%q) = %v, want %v", path, got, want)
 		}
+	}
+}
+
+func TestKernelSyscalls(t *testing.T) {
+	sp, err := Parse("bespoke.yaml", []byte("cmd: [a]\nkernel:\n  keep_syscalls: [io_uring_setup, io_uring_enter]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sp.Kernel.ShakeSyscalls || len(sp.Kernel.KeepSyscalls) != 2 {
+		t.Errorf("kernel %+v: want shake_syscalls implied by keep_syscalls, two kept", sp.Kernel)
+	}
+	sp, err = Parse("bespoke.yaml", []byte("cmd: [a]\nkernel:\n  shake_syscalls: true\n"))
+	if err != nil || !sp.Kernel.ShakeSyscalls {
+		t.Errorf("shake_syscalls: true: %+v, %v", sp, err)
 	}
 }

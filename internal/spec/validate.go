@@ -6,10 +6,14 @@ import (
 	"maps"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 )
+
+// syscallName is the form of a syscall's name in the syscall table.
+var syscallName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // setDefaults fills in what a spec left out.
 func (sp *Spec) setDefaults() {
@@ -105,6 +109,11 @@ func (sp *Spec) Validate() error {
 				bad("kernel."+key+"."+s, "kernel %s lists %s twice", key, s)
 			}
 			seen[s] = true
+		}
+	}
+	for i, s := range sp.Kernel.KeepSyscalls {
+		if !syscallName.MatchString(s) {
+			bad(fmt.Sprintf("kernel.keep_syscalls.%d", i), "keep_syscalls: %q is not a syscall name (e.g. io_uring_setup)", s)
 		}
 	}
 	for _, s := range sp.Kernel.Disable {

@@ -44,7 +44,9 @@ type Finding struct {
 	// (Hint says what to do).
 	Include string   `json:"include,omitempty"`
 	Enable  []string `json:"enable,omitempty"`
-	Hint    string   `json:"hint,omitempty"`
+	// Keep is a syscall the image removed from its table, to keep.
+	Keep string `json:"keep_syscall,omitempty"`
+	Hint string `json:"hint,omitempty"`
 }
 
 func (f Finding) String() string {
@@ -54,6 +56,8 @@ func (f Finding) String() string {
 		s += "; fix: add " + f.Include + " to the image"
 	case len(f.Enable) > 0:
 		s += "; fix: enable CONFIG_" + strings.Join(f.Enable, ", CONFIG_")
+	case f.Keep != "":
+		s += "; fix: keep " + f.Keep + " in the syscall table"
 	case f.Hint != "":
 		s += "; " + f.Hint
 	}
@@ -70,6 +74,8 @@ type Facts struct {
 	Enabled func(sym string) bool
 	// Lstat looks at the host (default os.Lstat).
 	Lstat func(path string) (fs.FileInfo, error)
+	// Removed are the syscalls the image's kernel left out of its table.
+	Removed []string
 }
 
 // lookups are the path operations that read: an ENOENT on them means the
@@ -137,6 +143,11 @@ func Classify(f Facts) []Finding {
 			ev += fmt.Sprintf("; %d calls on the host, none ENOSYS", h.Count)
 		} else {
 			ev += "; not called on the host"
+		}
+		if slices.Contains(f.Removed, s.Name) {
+			out = append(out, Finding{Kind: MissingSyscall, Subject: s.Name, Keep: s.Name,
+				Evidence: ev + "; removed from the syscall table (kernel.shake_syscalls)"})
+			continue
 		}
 		out = append(out, withSymbols(Finding{Kind: MissingSyscall, Subject: s.Name, Evidence: ev},
 			&manifest.Manifest{Syscalls: []manifest.Syscall{s}}, f.Enabled))

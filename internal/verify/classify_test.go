@@ -132,3 +132,19 @@ func TestClassifySeccompAndFixes(t *testing.T) {
 		t.Errorf("fixesOf = %+v, want /a once and EVENTFD", fx)
 	}
 }
+
+// An ENOSYS from a syscall the image removed from its table is fixed by
+// keeping it, not by a kernel option.
+func TestClassifyRemovedSyscall(t *testing.T) {
+	host := &manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "read", Count: 3}}}
+	guest := &manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "epoll_create1", Count: 1, Errors: map[string]int{"ENOSYS": 1}}}}
+	got := Classify(Facts{Host: host, Guest: guest, InImage: func(string) bool { return true },
+		Enabled: func(string) bool { return true }, Removed: []string{"epoll_create1", "sysinfo"}})
+	if len(got) != 1 || got[0].Keep != "epoll_create1" || len(got[0].Enable) != 0 {
+		t.Fatalf("findings %+v, want one: keep epoll_create1", got)
+	}
+	fx := fixesOf(got)
+	if len(fx.Keep) != 1 || fx.Keep[0].What != "epoll_create1" || fx.Empty() {
+		t.Errorf("fixes %+v, want keep epoll_create1", fx)
+	}
+}

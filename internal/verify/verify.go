@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,7 +155,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case n >= opts.MaxRounds:
 			res.Reason += fmt.Sprintf("; gave up after %d rounds (--max-rounds)", n)
 		default:
-			for _, f := range append(fixes.Include, fixes.Enable...) {
+			for _, f := range slices.Concat(fixes.Include, fixes.Enable, fixes.Keep) {
 				fmt.Fprintf(opts.Progress, "verify: fix: %s (%s)\n", f.What, f.Why)
 				last.Fixed = append(last.Fixed, f.What)
 			}
@@ -206,6 +207,10 @@ func fixesOf(fs []Finding) image.Fixes {
 				seen[s] = true
 				fx.Enable = append(fx.Enable, image.Fix{What: s, Why: f.Kind + " " + f.Subject + ": " + f.Evidence})
 			}
+		}
+		if f.Keep != "" && !seen["syscall "+f.Keep] {
+			seen["syscall "+f.Keep] = true
+			fx.Keep = append(fx.Keep, image.Fix{What: f.Keep, Why: f.Kind + ": " + f.Evidence})
 		}
 	}
 	return fx
@@ -338,10 +343,19 @@ func classify(r *Round, res *vm.Result, dir string) error {
 	if err != nil {
 		return err
 	}
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		return err
+	}
+	var removed []string
+	if rep.Syscalls != nil {
+		removed = rep.Syscalls.Removed
+	}
 	r.Findings = Classify(Facts{
 		Host: host, Guest: guest,
 		InImage: func(p string) bool { return inImage[p] },
 		Enabled: cfg.Enabled,
+		Removed: removed,
 	})
 	return nil
 }

@@ -72,7 +72,16 @@ const (
 	// BlobGcov blob when the program has ended: a profiling boot of a
 	// kernel built with GCOV_KERNEL (bespoke build --optimize pgo).
 	ParamGcov = "bespoke.gcov"
+	// ParamProbeSyscalls lists syscall numbers ("425,39") the init makes
+	// once, with every argument 0, before it starts the program, printing
+	// a ProbeMarker line for each: a test that a syscall removed from the
+	// table returns ENOSYS. Only for syscalls that are harmless so.
+	ParamProbeSyscalls = "bespoke.probe-syscalls"
 )
+
+// ProbeMarker starts the line of one probed syscall: "NR RESULT", where
+// RESULT is "ok" or the errno's name (ENOSYS).
+const ProbeMarker = MarkerPrefix + "probe-syscall "
 
 // StopRequest is the line the host writes to the guest's serial console to
 // ask the init to stop the program with Config.StopSignal, as a clean
