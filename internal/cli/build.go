@@ -29,6 +29,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		kernelFrom   string
 		optimize     string
 		shake        bool
+		sizeReport   bool
 		keepSyscalls stringList
 	)
 	fs.StringVar(&file, "f", "", "the spec file (bespoke.yaml); without it, the program follows --")
@@ -51,6 +52,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&kernelFrom, "kernel-from", "", "reuse the kernel of this image directory (its config must have every option the program needs)")
 	fs.IntVar(&jobs, "j", 0, "parallel jobs for the kernel build (default: the number of CPUs)")
 	fs.StringVar(&optimize, "optimize", "", "kernel optimisation: o2 (-O2), size (-Os) or pgo (profile-guided under the workload; see docs/pgo.md); default: the spec's kernel.opt, else o2")
+	fs.BoolVar(&sizeReport, "size-report", false, "with --optimize pgo: also build the same config -Os, with the profile but no cold-for-size, and with the whole syscall table, and report their sizes (up to three more kernel builds)")
 	fs.BoolVar(&shake, "shake-syscalls", false, "remove the syscalls neither the program nor the guest init makes from the kernel's syscall table (they return ENOSYS; see docs/pgo.md)")
 	fs.Var(&keepSyscalls, "keep-syscalls", "syscalls to keep in a shaken table, e.g. io_uring_setup,io_uring_enter (repeatable; implies --shake-syscalls)")
 	pos, rest, err := parseInterspersed(fs, args)
@@ -105,6 +107,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		Terminal:   isTerminal(env.Stderr),
 		Jobs:       jobs,
 		KernelFrom: kernelFrom,
+		SizeReport: sizeReport,
 	}
 	if manifestPath != "" {
 		if opts.Manifest, err = manifest.ReadFile(manifestPath); err != nil {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/bespoke-os/bespoke/internal/bench"
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
@@ -57,7 +60,72 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", rep.Name,
 			mb(rep.KernelBytes), mb(rep.InitramfsBytes), mb(rep.TotalBytes), rep.KernelSymbols, files, ready, wl, stop, ver)
 	}
+	for _, dir := range pos {
+		rep, err := image.ReadReport(dir)
+		if err != nil {
+			return err
+		}
+		kernelReport(w, dir, rep)
+	}
 	return nil
+}
+
+// kernelReport prints what a profile-guided build or a shaken syscall
+// table did to an image's kernel, and bespoke bench's result, if any.
+func kernelReport(w io.Writer, dir string, rep *image.Report) {
+	p, sh := rep.PGO, rep.Syscalls
+	var br *bench.Result
+	if data, err := os.ReadFile(filepath.Join(dir, BenchFile)); err == nil {
+		br = &bench.Result{}
+		if json.Unmarshal(data, br) != nil || len(br.Kernels) == 0 {
+			br = nil
+		}
+	}
+	if p == nil && sh == nil && br == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n### %s: the kernel\n\n", rep.Name)
+	if p != nil {
+		fmt.Fprintln(w, "| kernel | .text | .data | .bss | bzImage |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- |")
+		row := func(name string, k image.KernelSizes) {
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name, kb(int64(k.Text)), kb(int64(k.Data)), kb(int64(k.BSS)), kb(k.BzImage))
+		}
+		row("-O2", p.O2)
+		for _, v := range p.Variants {
+			row(v.Name, v.KernelSizes)
+		}
+		row("PGO, cold units -Os (the image's)", p.Optimized)
+		fmt.Fprintf(w, "\nTranslation units: %d ran code under the workload (profile-guided), %d did not (compiled for size); functions: %d of %d ran; profile %s.\n",
+			p.Hot, p.Cold, p.Executed, p.Functions, kb(p.ProfileBytes))
+		var phases []string
+		for _, ph := range append(slices.Clone(p.Phases), variantPhases(p.Variants)...) {
+			phases = append(phases, fmt.Sprintf("%s %.0f s", ph.Name, ph.Seconds))
+		}
+		fmt.Fprintf(w, "Time per phase: %s.\n", strings.Join(phases, ", "))
+	}
+	if sh != nil {
+		fmt.Fprintf(w, "\nSyscalls: %d of the table's %d removed (they return ENOSYS), %d kept: %s.\n",
+			len(sh.Removed), sh.Table, sh.Kept, strings.Join(sh.Removed, ", "))
+	}
+	if br != nil {
+		fmt.Fprintf(w, "\nbespoke bench (%s): %s", br.Date, br.Table())
+	}
+}
+
+func variantPhases(vs []image.Variant) []image.Stage {
+	var out []image.Stage
+	for _, v := range vs {
+		out = append(out, image.Stage{Name: v.Name + " kernel", Seconds: v.Seconds})
+	}
+	return out
+}
+
+func kb(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.2f MB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/(1<<20)) }

@@ -34,6 +34,44 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// A profile-guided, shaken image gets a kernel section: sizes per
+// variant, the profile's counts, the syscalls removed, bench's table.
+func TestReportKernel(t *testing.T) {
+	dir := t.TempDir()
+	rep := `{"name":"redis","kernel_bytes":1960000,"initramfs_bytes":6140000,"total_bytes":8100000,
+"pgo":{"Hot":400,"Cold":500,"Functions":20000,"Executed":5000,"ProfileBytes":4000000,
+ "O2":{"text":9000000,"data":2000000,"bss":1000000,"bzimage":1960000},
+ "Optimized":{"text":8000000,"data":2000000,"bss":1000000,"bzimage":1800000},
+ "Phases":[{"name":"profile","seconds":120}],
+ "Variants":[{"Name":"-Os","text":7000000,"data":2000000,"bss":1000000,"bzimage":1700000,"Seconds":400}]},
+"syscalls":{"table":373,"kept":150,"removed":["sysinfo","times"],"removed_nrs":[99,100]}}`
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bench := `{"workload":"redis-benchmark","accel":"tcg","runs":5,"date":"2026-12-02","kernels":[
+{"label":"o2","file":"bzImage.o2","seconds":[1,2],"mean_seconds":{"mean":1.5,"stddev":0.7}},
+{"label":"pgo","file":"bzImage","seconds":[1,1],"mean_seconds":{"mean":1,"stddev":0}}]}`
+	if err := os.WriteFile(filepath.Join(dir, BenchFile), []byte(bench), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"report", dir}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{
+		"| -O2 | 8.58 MB | 1.91 MB | 976.6 KB | 1.87 MB |",
+		"| -Os | 6.68 MB |",
+		"| PGO, cold units -Os (the image's) | 7.63 MB |",
+		"400 ran code under the workload",
+		"Syscalls: 2 of the table's 373 removed (they return ENOSYS), 150 kept: sysinfo, times.",
+		"| pgo | 1.000 ± 0.000 | -33.3% |",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
 func TestVerifyUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	for _, args := range [][]string{{"verify"}, {"verify", "a", "b"}, {"verify", "--max-rounds", "0", "a"}} {

@@ -136,6 +136,10 @@ type Options struct {
 	KernelFrom string
 	// NoBoot skips the smoke boot.
 	NoBoot bool
+	// SizeReport, with a profile-guided kernel, also builds the same
+	// config -Os, with the profile but cold units -O2, and (with a shaken
+	// syscall table) unshaken, and records their sizes (report.pgo.variants).
+	SizeReport bool
 	// Accel is the QEMU accelerator for the smoke boot ("" means auto).
 	Accel string
 	// Progress receives one line per stage and the summary; Terminal

@@ -53,6 +53,17 @@ type PGO struct {
 	O2, Optimized KernelSizes
 	// Seconds per phase: instrumented build, profiling boot, optimised build.
 	Phases []Stage
+	// Variants are the sizes of kernels of the same config built other
+	// ways, for comparison (Options.SizeReport): -Os, the profile without
+	// cold-for-size, the syscall table unshaken.
+	Variants []Variant `json:"variants,omitempty"`
+}
+
+// Variant is one kernel of a size report.
+type Variant struct {
+	Name string
+	KernelSizes
+	Seconds float64
 }
 
 // KernelSizes are a kernel's section sizes and its bzImage.
@@ -177,10 +188,59 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	}
 	meta := kr.Meta
 	b.report.Kernel, b.report.KernelBytes = &meta, meta.BzImageBytes
+	if b.opts.SizeReport {
+		if err := b.sizeVariants(ctx, tree, base, kbuild.Options{
+			Tree: tree, Config: base, CacheDir: b.cache, Jobs: b.opts.Jobs, CC: cc,
+			Env: []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGOHot, pgo.EnvProfile + "=" + profDir,
+				pgo.EnvExclude + "=" + excl},
+			KeyExtra:       []string{"pgo-hot", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])},
+			RemoveSyscalls: b.removeSyscalls, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
+		}, tmp); err != nil {
+			return "", err
+		}
+	}
 	phase("profile-guided kernel", start, fmt.Sprintf(": %s, .text %s (-O2: %s), bzImage %s (-O2: %s)", hitOrBuilt(kr.Hit),
 		humanBytes(int64(rep.Optimized.Text)), humanBytes(int64(rep.O2.Text)), humanBytes(rep.Optimized.BzImage), humanBytes(rep.O2.BzImage)))
 	return fmt.Sprintf("%d hot and %d cold translation units; .text %s -> %s", rep.Hot, rep.Cold,
 		humanBytes(int64(rep.O2.Text)), humanBytes(int64(rep.Optimized.Text))), nil
+}
+
+// sizeVariants builds the other kernels of the size report, each through
+// the cache into a scratch directory: -Os, the profile without
+// cold-for-size (hot as the PGO kernel), and, when the syscall table is
+// shaken, the -O2 kernel with the whole table.
+func (b *builder) sizeVariants(ctx context.Context, tree *ksrc.Tree, base []byte, hot kbuild.Options, tmp string) error {
+	rep := b.report.PGO
+	plain := kbuild.Options{Tree: tree, CacheDir: b.cache, Jobs: b.opts.Jobs, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal}
+	size := plain
+	size.Config = []byte(strings.Replace(string(base), "CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y",
+		"# CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE is not set\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y", 1))
+	size.RemoveSyscalls = b.removeSyscalls
+	type variant struct {
+		name string
+		opts kbuild.Options
+	}
+	variants := []variant{{"-Os", size}, {"PGO, cold units -O2", hot}}
+	if len(b.removeSyscalls) > 0 {
+		whole := plain
+		whole.Config = base
+		variants = append(variants, variant{"-O2, whole syscall table", whole})
+	}
+	for i, v := range variants {
+		start := time.Now()
+		fmt.Fprintf(b.opts.Progress, "      pgo: size report: building the %s kernel\n", v.name)
+		v.opts.OutDir = filepath.Join(tmp, fmt.Sprintf("variant-%d", i))
+		if _, err := kbuild.Build(ctx, v.opts); err != nil {
+			return fmt.Errorf("size report: building the %s kernel: %w", v.name, err)
+		}
+		ks, err := kernelSizes(v.opts.OutDir, "bzImage", "vmlinux")
+		if err != nil {
+			return err
+		}
+		rep.Variants = append(rep.Variants, Variant{Name: v.name, KernelSizes: ks, Seconds: time.Since(start).Seconds()})
+		os.RemoveAll(v.opts.OutDir)
+	}
+	return nil
 }
 
 // profile boots the profiling kernel with the image's initramfs, zeroes

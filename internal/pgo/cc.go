@@ -35,8 +35,14 @@ const (
 	EnvLog = "BESPOKE_CC_LOG"
 )
 
-// ModePGO is the value of EnvMode for a profile-guided build.
-const ModePGO = "pgo"
+// ModePGO is the value of EnvMode for a profile-guided build: hot units
+// with their profile, cold ones for size. ModePGOHot uses the profile the
+// same way but leaves cold units as the plain build compiles them (the
+// size report's "PGO without cold-for-size").
+const (
+	ModePGO    = "pgo"
+	ModePGOHot = "pgo-hot"
+)
 
 // HotFlags are added, after -fprofile-use=DIR and -fprofile-prefix-path=DIR,
 // to the compilation of a translation unit whose profile shows execution.
@@ -141,12 +147,12 @@ func loadConfig(env []string) (*ccConfig, error) {
 	switch c.mode {
 	case "":
 		return c, nil
-	case ModePGO:
+	case ModePGO, ModePGOHot:
 	default:
-		return nil, fmt.Errorf("%s=%q: want %q or empty", EnvMode, c.mode, ModePGO)
+		return nil, fmt.Errorf("%s=%q: want %q, %q or empty", EnvMode, c.mode, ModePGO, ModePGOHot)
 	}
 	if c.profile == "" {
-		return nil, fmt.Errorf("%s is empty: %s=%s needs the profile directory", EnvProfile, EnvMode, ModePGO)
+		return nil, fmt.Errorf("%s is empty: %s=%s needs the profile directory", EnvProfile, EnvMode, c.mode)
 	}
 	p, err := filepath.Abs(c.profile)
 	if err != nil {
@@ -196,7 +202,7 @@ type ccPlan struct {
 func (c *ccConfig) plan(args []string) (*ccPlan, error) {
 	p := &ccPlan{args: args}
 	u, ok := parseCompile(args)
-	if c.mode != ModePGO || !ok {
+	if c.mode == "" || !ok {
 		return p, nil
 	}
 	p.unit = u
@@ -257,6 +263,9 @@ func (c *ccConfig) plan(args []string) (*ccPlan, error) {
 // flags returns the options added for a hot or cold unit.
 func (c *ccConfig) flags(p *ccPlan) []string {
 	if p.decision == decisionCold {
+		if c.mode == ModePGOHot {
+			return nil
+		}
 		return ColdFlags
 	}
 	dir, prefix := ".", c.wd

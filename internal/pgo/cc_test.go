@@ -183,6 +183,23 @@ func TestPlan(t *testing.T) {
 		t.Errorf("plan(mm/broken.o) error = %v, want one naming mm/broken.gcda", err)
 	}
 
+	// pgo-hot: the same profile use, cold units left alone.
+	hotOnly := *c
+	hotOnly.mode = ModePGOHot
+	for _, a := range []struct{ args, decision string }{
+		{"-O2 -c -o fs/unused.o fs/unused.c", decisionCold},
+		{"-O2 -c -o kernel/sched/core.o kernel/sched/core.c", decisionHot},
+	} {
+		args := strings.Fields(a.args)
+		p, err := hotOnly.plan(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.decision != a.decision || (a.decision == decisionCold) != (len(p.args) == len(args)) {
+			t.Errorf("pgo-hot %s: %s, args %v", a.args, p.decision, p.args)
+		}
+	}
+
 	pass := *c
 	pass.mode = ""
 	args := strings.Fields("-O2 -c -o kernel/sched/core.o kernel/sched/core.c")
