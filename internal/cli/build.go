@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -10,6 +11,9 @@ import (
 	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
 )
+
+// marchValue is the form of a GCC -march value.
+var marchValue = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
 // runBuild runs the whole pipeline for one program: trace, kernel config,
 // kernel build, initramfs and a smoke boot, into an image directory.
@@ -30,6 +34,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		optimize     string
 		shake        bool
 		sizeReport   bool
+		march        string
 		keepSyscalls stringList
 	)
 	fs.StringVar(&file, "f", "", "the spec file (bespoke.yaml); without it, the program follows --")
@@ -52,6 +57,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&kernelFrom, "kernel-from", "", "reuse the kernel of this image directory (its config must have every option the program needs)")
 	fs.IntVar(&jobs, "j", 0, "parallel jobs for the kernel build (default: the number of CPUs)")
 	fs.StringVar(&optimize, "optimize", "", "kernel optimisation: o2 (-O2), size (-Os) or pgo (profile-guided under the workload; see docs/pgo.md); default: the spec's kernel.opt, else o2")
+	fs.StringVar(&march, "march", "", "compile the kernel for this CPU level (GCC -march: x86-64-v2, x86-64-v3, native); the image then needs such a CPU (docs/pgo.md)")
 	fs.BoolVar(&sizeReport, "size-report", false, "with --optimize pgo: also build the same config -Os, with the profile but no cold-for-size, and with the whole syscall table, and report their sizes (up to three more kernel builds)")
 	fs.BoolVar(&shake, "shake-syscalls", false, "remove the syscalls neither the program nor the guest init makes from the kernel's syscall table (they return ENOSYS; see docs/pgo.md)")
 	fs.Var(&keepSyscalls, "keep-syscalls", "syscalls to keep in a shaken table, e.g. io_uring_setup,io_uring_enter (repeatable; implies --shake-syscalls)")
@@ -84,6 +90,12 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		sp.Kernel.Opt = optimize
 	default:
 		return usageErrorf("--optimize %q: want o2, size or pgo", optimize)
+	}
+	if march != "" {
+		if !marchValue.MatchString(march) {
+			return usageErrorf("--march %q: want a GCC -march value, e.g. x86-64-v3 or native", march)
+		}
+		sp.Kernel.March = march
 	}
 	if shake || len(keepSyscalls) > 0 {
 		sp.Kernel.ShakeSyscalls = true

@@ -136,7 +136,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		}
 		kr, err := installKernel(ctx, kbuild.Options{
 			Tree: tree, Config: res.Data, CacheDir: cache, Jobs: opts.Jobs, Progress: opts.Progress,
-			RemoveSyscalls: remove,
+			RemoveSyscalls: remove, ExtraMake: MakeVars(sp),
 		}, stage, opts.Log)
 		if err != nil {
 			return fmt.Errorf("amending the kernel of %s: %w", dir, err)

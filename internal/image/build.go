@@ -224,6 +224,9 @@ type builder struct {
 	// removeSyscalls are the syscall numbers every kernel of the image is
 	// built without (kernel.shake_syscalls).
 	removeSyscalls []int
+	// march is the -march of the image's kernel (the spec's, or that of
+	// the image whose kernel it reuses).
+	march string
 }
 
 // Build runs the pipeline and returns the report of the new image.
@@ -234,7 +237,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
-	b := &builder{opts: opts, sp: opts.Spec, stages: 5}
+	b := &builder{opts: opts, sp: opts.Spec, stages: 5, march: opts.Spec.Kernel.March}
 	if opts.NoBoot {
 		b.stages--
 	}
@@ -385,6 +388,7 @@ func (b *builder) run(ctx context.Context) error {
 		CPUs:           b.sp.CPUs,
 		Ready:          b.sp.Ready.String(),
 		StopTimeoutSec: int(b.sp.StopTimeout / time.Second),
+		March:          b.march,
 	}
 	for _, p := range b.sp.Ports {
 		img.Ports = append(img.Ports, vm.Port{Guest: p.Port, Proto: p.Proto})
@@ -575,15 +579,7 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if b.removeSyscalls, err = b.shakeSyscalls(tree, m); err != nil {
 		return "", err
 	}
-	kr, err := installKernel(ctx, kbuild.Options{
-		Tree:             tree,
-		Config:           res.Data,
-		CacheDir:         b.cache,
-		Jobs:             b.opts.Jobs,
-		RemoveSyscalls:   b.removeSyscalls,
-		Progress:         b.opts.Progress,
-		ProgressTerminal: b.opts.Terminal,
-	}, b.stage, b.log)
+	kr, err := installKernel(ctx, b.kbuildOptions(tree, res.Data), b.stage, b.log)
 	if err != nil {
 		return "", err
 	}
@@ -600,6 +596,29 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 		detail += fmt.Sprintf("; %d of %d syscalls removed", len(sh.Removed), sh.Table)
 	}
 	return detail, nil
+}
+
+// kbuildOptions are the options of every kernel build of the image (the
+// PGO builds add to them).
+func (b *builder) kbuildOptions(tree *ksrc.Tree, config []byte) kbuild.Options {
+	return kbuild.Options{
+		Tree:             tree,
+		Config:           config,
+		CacheDir:         b.cache,
+		Jobs:             b.opts.Jobs,
+		ExtraMake:        MakeVars(b.sp),
+		RemoveSyscalls:   b.removeSyscalls,
+		Progress:         b.opts.Progress,
+		ProgressTerminal: b.opts.Terminal,
+	}
+}
+
+// MakeVars are the make arguments a spec asks for: KCFLAGS=-march=X.
+func MakeVars(sp *spec.Spec) []string {
+	if sp.Kernel.March == "" {
+		return nil
+	}
+	return []string{"KCFLAGS=-march=" + sp.Kernel.March}
 }
 
 // kernelOpt is the kconfig optimisation for a spec's: a profile-guided
@@ -681,6 +700,22 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	for _, sym := range need {
 		if !cfg.Enabled(sym) {
 			missing = append(missing, "CONFIG_"+sym)
+		}
+	}
+	if rep, err := ReadReport(from); err == nil {
+		if sh := rep.Syscalls; sh != nil {
+			for _, s := range m.Syscalls {
+				if slices.Contains(sh.Removed, s.Name) {
+					missing = append(missing, "syscall "+s.Name)
+				}
+			}
+			b.report.Syscalls = sh
+		}
+		if data, err := os.ReadFile(filepath.Join(from, vm.ImageFile)); err == nil {
+			var img vm.Image
+			if json.Unmarshal(data, &img) == nil {
+				b.march = img.March
+			}
 		}
 	}
 	if len(missing) > 0 {

@@ -114,10 +114,9 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 		return "", fmt.Errorf("configuring the profiling kernel: %w", err)
 	}
 	gdir := filepath.Join(tmp, "gcov")
-	gk, err := kbuild.Build(ctx, kbuild.Options{
-		Tree: tree, Config: gres.Data, OutDir: gdir, CacheDir: b.cache, Jobs: b.opts.Jobs,
-		KeyExtra: []string{"gcov"}, RemoveSyscalls: b.removeSyscalls, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
-	})
+	gopts := b.kbuildOptions(tree, gres.Data)
+	gopts.OutDir, gopts.KeyExtra = gdir, []string{"gcov"}
+	gk, err := kbuild.Build(ctx, gopts)
 	if err != nil {
 		return "", fmt.Errorf("building the profiling kernel: %w", err)
 	}
@@ -173,13 +172,12 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 			return "", err
 		}
 	}
-	kr, err := installKernel(ctx, kbuild.Options{
-		Tree: tree, Config: base, CacheDir: b.cache, Jobs: b.opts.Jobs, CC: cc,
-		Env: []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGO, pgo.EnvProfile + "=" + profDir,
-			pgo.EnvExclude + "=" + excl, pgo.EnvLog + "=" + ccLog},
-		KeyExtra:       []string{"pgo", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])},
-		RemoveSyscalls: b.removeSyscalls, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
-	}, b.stage, b.log)
+	popts := b.kbuildOptions(tree, base)
+	popts.CC = cc
+	popts.Env = []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGO, pgo.EnvProfile + "=" + profDir,
+		pgo.EnvExclude + "=" + excl, pgo.EnvLog + "=" + ccLog}
+	popts.KeyExtra = []string{"pgo", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])}
+	kr, err := installKernel(ctx, popts, b.stage, b.log)
 	if err != nil {
 		return "", fmt.Errorf("building the profile-guided kernel: %w", err)
 	}
@@ -189,13 +187,10 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	meta := kr.Meta
 	b.report.Kernel, b.report.KernelBytes = &meta, meta.BzImageBytes
 	if b.opts.SizeReport {
-		if err := b.sizeVariants(ctx, tree, base, kbuild.Options{
-			Tree: tree, Config: base, CacheDir: b.cache, Jobs: b.opts.Jobs, CC: cc,
-			Env: []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGOHot, pgo.EnvProfile + "=" + profDir,
-				pgo.EnvExclude + "=" + excl},
-			KeyExtra:       []string{"pgo-hot", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])},
-			RemoveSyscalls: b.removeSyscalls, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal,
-		}, tmp); err != nil {
+		hot := popts
+		hot.Env = []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGOHot, pgo.EnvProfile + "=" + profDir, pgo.EnvExclude + "=" + excl}
+		hot.KeyExtra = append([]string{"pgo-hot"}, popts.KeyExtra[1:]...)
+		if err := b.sizeVariants(ctx, tree, base, hot, tmp); err != nil {
 			return "", err
 		}
 	}
@@ -211,19 +206,16 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 // shaken, the -O2 kernel with the whole table.
 func (b *builder) sizeVariants(ctx context.Context, tree *ksrc.Tree, base []byte, hot kbuild.Options, tmp string) error {
 	rep := b.report.PGO
-	plain := kbuild.Options{Tree: tree, CacheDir: b.cache, Jobs: b.opts.Jobs, Progress: b.opts.Progress, ProgressTerminal: b.opts.Terminal}
-	size := plain
-	size.Config = []byte(strings.Replace(string(base), "CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y",
-		"# CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE is not set\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y", 1))
-	size.RemoveSyscalls = b.removeSyscalls
+	size := b.kbuildOptions(tree, []byte(strings.Replace(string(base), "CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y",
+		"# CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE is not set\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y", 1)))
 	type variant struct {
 		name string
 		opts kbuild.Options
 	}
 	variants := []variant{{"-Os", size}, {"PGO, cold units -O2", hot}}
 	if len(b.removeSyscalls) > 0 {
-		whole := plain
-		whole.Config = base
+		whole := b.kbuildOptions(tree, base)
+		whole.RemoveSyscalls = nil
 		variants = append(variants, variant{"-O2, whole syscall table", whole})
 	}
 	for i, v := range variants {

@@ -463,6 +463,7 @@ var kernelFields = []field{
 	{"enable", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Enable = d.symbols(k, n) }},
 	{"disable", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Disable = d.symbols(k, n) }},
 	{"opt", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Opt, _ = d.str(k, n) }},
+	{"march", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.March, _ = d.str(k, n) }},
 	{"shake_syscalls", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.ShakeSyscalls, _ = d.boolean(k, n) }},
 	{"keep_syscalls", func(d *decoder, k string, n *yaml.Node) {
 		d.sp.Kernel.KeepSyscalls = d.strs(k, n)

@@ -195,6 +195,9 @@ type Kernel struct {
 	// and imply ShakeSyscalls.
 	ShakeSyscalls bool
 	KeepSyscalls  []string
+	// March is GCC's -march for the kernel ("x86-64-v3", "native"); ""
+	// keeps the kernel's generic x86-64.
+	March string
 }
 
 // Dir is a directory the guest init creates at boot.

@@ -415,3 +415,13 @@ func TestKernelSyscalls(t *testing.T) {
 		t.Errorf("shake_syscalls: true: %+v, %v", sp, err)
 	}
 }
+
+func TestKernelMarch(t *testing.T) {
+	sp, err := Parse("bespoke.yaml", []byte("cmd: [a]\nkernel:\n  march: x86-64-v3\n"))
+	if err != nil || sp.Kernel.March != "x86-64-v3" {
+		t.Fatalf("march: %+v, %v", sp, err)
+	}
+	if _, err := Parse("bespoke.yaml", []byte("cmd: [a]\nkernel:\n  march: '-O3 -march=x'\n")); err == nil || !strings.Contains(err.Error(), "bad kernel march") {
+		t.Errorf("a march with flags in it: %v, want an error", err)
+	}
+}

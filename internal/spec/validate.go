@@ -15,6 +15,9 @@ import (
 // syscallName is the form of a syscall's name in the syscall table.
 var syscallName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
+// marchName is the form of a GCC -march value.
+var marchName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
 // setDefaults fills in what a spec left out.
 func (sp *Spec) setDefaults() {
 	if sp.Name == "" && len(sp.Cmd) > 0 {
@@ -110,6 +113,9 @@ func (sp *Spec) Validate() error {
 			}
 			seen[s] = true
 		}
+	}
+	if m := sp.Kernel.March; m != "" && !marchName.MatchString(m) {
+		bad("kernel.march", "bad kernel march %q: want a GCC -march value, e.g. x86-64-v3 or native", m)
 	}
 	for i, s := range sp.Kernel.KeepSyscalls {
 		if !syscallName.MatchString(s) {

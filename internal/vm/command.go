@@ -279,6 +279,9 @@ func newPlan(cfg Config) (*plan, error) {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
 	} else {
 		a = append(a, "-accel", "tcg")
+		if img.March != "" {
+			a = append(a, "-cpu", "max")
+		}
 	}
 	a = append(a,
 		"-m", fmt.Sprint(p.memoryMB),

@@ -152,6 +152,21 @@ func TestCommandDetails(t *testing.T) {
 			t.Errorf("command %q, want -accel tcg", got)
 		}
 	})
+	t.Run("a -march kernel gets the max CPU under tcg", func(t *testing.T) {
+		img := testImage(TargetMicrovm)
+		img.March = "x86-64-v3"
+		argv, err := Command(Config{ImageDir: "/i", Image: img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ShellQuote(argv); !strings.Contains(got, "-accel tcg -cpu max") {
+			t.Errorf("command %q, want -accel tcg -cpu max", got)
+		}
+		argv, _ = Command(Config{ImageDir: "/i", Image: testImage(TargetMicrovm)})
+		if got := ShellQuote(argv); strings.Contains(got, "-cpu") {
+			t.Errorf("command %q of a generic kernel names a CPU", got)
+		}
+	})
 	t.Run("kvm asked but unusable", func(t *testing.T) {
 		_, err := Command(Config{ImageDir: "/i", Image: testImage(TargetPC), Accel: "kvm"})
 		if !errors.Is(err, ErrNoKVM) || !strings.Contains(err.Error(), "--accel tcg") {

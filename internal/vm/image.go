@@ -57,6 +57,10 @@ type Image struct {
 	// StopTimeoutSec is how long the program may take to stop after its
 	// stop signal (0: 10 s).
 	StopTimeoutSec int `json:"stop_timeout_sec,omitempty"`
+	// March is the -march the kernel was compiled for (kernel.march):
+	// under TCG the guest then gets QEMU's "max" CPU model, which has the
+	// instructions x86-64-v2/v3 add; under KVM it gets the host's.
+	March string `json:"march,omitempty"`
 }
 
 // Port is a port the guest program listens on.

@@ -165,7 +165,8 @@ echo "bespoke-init: exit code=0 uptime=0.700"`)})
 	}
 	b := res.Boot
 	if b.Kernel < 150*time.Millisecond || b.Init < b.Kernel+250*time.Millisecond || b.Exec < b.Init || b.Exit < b.Exec || b.Total < b.Exit {
-		t.Errorf("timing %+v: want kernel >= 0.2s, /init 0.3s later, then exec <= exit <= total", b)
+		t.Errorf("timing kernel %v, init %v, exec %v, exit %v, total %v: want kernel >= 0.2s, /init 0.3s later, then exec <= exit <= total",
+			b.Kernel, b.Init, b.Exec, b.Exit, b.Total)
 	}
 	if b.GuestInit != 620*time.Millisecond || b.GuestExit != 700*time.Millisecond {
 		t.Errorf("guest times %v, %v, want 620ms, 700ms", b.GuestInit, b.GuestExit)
