@@ -104,6 +104,13 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	// bespoke-cc runs where make runs (make -C SRC O=BUILD): the files it
+	// is given must be absolute (seen: -o out/x made them relative, the
+	// wrapper found no exclusion file, and Kconfig called it "unknown C
+	// compiler").
+	if tmp, err = filepath.Abs(tmp); err != nil {
+		return "", err
+	}
 	defer os.RemoveAll(tmp)
 
 	// 1. The profiling kernel: the same config with gcov.
@@ -164,7 +171,10 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	if _, err := exec.LookPath("ccache"); err == nil {
 		realCC = "ccache gcc"
 	}
-	ccLog := filepath.Join(b.stage, CCLogFile)
+	ccLog, err := filepath.Abs(filepath.Join(b.stage, CCLogFile))
+	if err != nil {
+		return "", err
+	}
 	exclSum := sha256.Sum256(pgo.DefaultExclusions)
 	// Keep the -O2 kernel beside the new one.
 	for src, dst := range map[string]string{KernelFile: O2KernelFile, VmlinuxFile: O2VmlinuxFile, KernelMeta: O2MetaFile} {
