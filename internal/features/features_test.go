@@ -89,6 +89,7 @@ func TestDesignExamples(t *testing.T) {
 		{"io_setup", manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "io_setup", Count: 1}}}, "AIO"},
 		{"shmget", manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "shmget", Count: 1}}}, "SYSVIPC"},
 		{"flock", manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "flock", Count: 1}}}, "FILE_LOCKING"},
+		{"fcntl locks", manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "fcntl", Count: 1}}}, "FILE_LOCKING"},
 		{"AF_UNIX", manifest.Manifest{Sockets: []manifest.Socket{{Domain: "AF_UNIX", Type: "SOCK_DGRAM", Count: 1, Result: "ok"}}}, "UNIX"},
 		{"AF_LOCAL", manifest.Manifest{Sockets: []manifest.Socket{{Domain: "AF_LOCAL", Type: "SOCK_DGRAM", Count: 1, Result: "ok"}}}, "UNIX"},
 		{"AF_INET6", manifest.Manifest{Sockets: []manifest.Socket{{Domain: "AF_INET6", Type: "SOCK_STREAM", Count: 1, Result: "ok"}}}, "IPV6"},

@@ -41,6 +41,7 @@ var syscallRows = []Row{
 	{Kind: Syscall, Key: "msgsnd", Symbol: "SYSVIPC", Source: "ipc/msg.c SYSCALL_DEFINE; ipc/Makefile: obj-$(CONFIG_SYSVIPC) += msg.o; kernel/sys_ni.c COND_SYSCALL"},
 	{Kind: Syscall, Key: "msgrcv", Symbol: "SYSVIPC", Source: "ipc/msg.c SYSCALL_DEFINE; ipc/Makefile: obj-$(CONFIG_SYSVIPC) += msg.o; kernel/sys_ni.c COND_SYSCALL"},
 	{Kind: Syscall, Key: "msgctl", Symbol: "SYSVIPC", Source: "ipc/msg.c SYSCALL_DEFINE; ipc/Makefile: obj-$(CONFIG_SYSVIPC) += msg.o; kernel/sys_ni.c COND_SYSCALL"},
+	{Kind: Syscall, Key: "fcntl", Symbol: "FILE_LOCKING", Source: "fs/fcntl.c do_fcntl F_SETLK/F_SETLKW/F_OFD_SETLK: without FILE_LOCKING fcntl_setlk returns -EACCES (include/linux/filelock.h); the trace does not tell the commands apart, so any fcntl asks for it (seen: mariadbd could not lock ibdata1)"},
 	{Kind: Syscall, Key: "flock", Symbol: "FILE_LOCKING", Source: "fs/locks.c SYSCALL_DEFINE; fs/Makefile: obj-$(CONFIG_FILE_LOCKING) += locks.o; kernel/sys_ni.c COND_SYSCALL"},
 	{Kind: Syscall, Key: "syslog", Symbol: "PRINTK", Source: "kernel/printk/printk.c: SYSCALL_DEFINE3(syslog) under #ifdef CONFIG_PRINTK; kernel/sys_ni.c COND_SYSCALL"},
 	{Kind: Syscall, Key: "setuid", Symbol: "MULTIUSER", Source: "kernel/sys.c: SYSCALL_DEFINE under #ifdef CONFIG_MULTIUSER; kernel/sys_ni.c COND_SYSCALL"},
