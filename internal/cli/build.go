@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -11,9 +10,6 @@ import (
 	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
 )
-
-// marchValue is the form of a GCC -march value.
-var marchValue = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
 // runBuild runs the whole pipeline for one program: trace, kernel config,
 // kernel build, initramfs and a smoke boot, into an image directory.
@@ -92,7 +88,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		return usageErrorf("--optimize %q: want o2, size or pgo", optimize)
 	}
 	if march != "" {
-		if !marchValue.MatchString(march) {
+		if !spec.ValidMarch(march) {
 			return usageErrorf("--march %q: want a GCC -march value, e.g. x86-64-v3 or native", march)
 		}
 		sp.Kernel.March = march

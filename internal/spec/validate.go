@@ -18,6 +18,10 @@ var syscallName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 // marchName is the form of a GCC -march value.
 var marchName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
+// ValidMarch reports whether m has the form of a GCC -march value
+// (kernel.march, bespoke build --march).
+func ValidMarch(m string) bool { return marchName.MatchString(m) }
+
 // setDefaults fills in what a spec left out.
 func (sp *Spec) setDefaults() {
 	if sp.Name == "" && len(sp.Cmd) > 0 {
@@ -114,7 +118,7 @@ func (sp *Spec) Validate() error {
 			seen[s] = true
 		}
 	}
-	if m := sp.Kernel.March; m != "" && !marchName.MatchString(m) {
+	if m := sp.Kernel.March; m != "" && !ValidMarch(m) {
 		bad("kernel.march", "bad kernel march %q: want a GCC -march value, e.g. x86-64-v3 or native", m)
 	}
 	for i, s := range sp.Kernel.KeepSyscalls {
