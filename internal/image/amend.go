@@ -31,9 +31,10 @@ type AmendOptions struct {
 // Amend adds fixes to the image in opts.Dir, changing only what they
 // touch: files are appended to its initramfs as a new archive segment; a
 // kernel option, or a syscall to keep in a shaken table, rebuilds its
-// kernel from its own config plus the option (through the build cache). The new image is assembled beside the old
-// one and renamed into place, so a failure leaves the image as it was;
-// fixes.json and report.json record what was added.
+// kernel from its own config plus the option (through the build cache).
+// The new image is assembled beside the old one and renamed into place,
+// so a failure leaves the image as it was; fixes.json and report.json
+// record what was added.
 func Amend(ctx context.Context, opts AmendOptions) error {
 	dir := opts.Dir
 	if opts.Log == nil {
