@@ -29,7 +29,7 @@ test: deps vet
 # All six example applications built, booted, benchmarked and verified,
 # and the redis example with a profile-guided kernel.
 e2e-all: deps vet
-	BESPOKE_E2E_ALL=1 $(GO) test -count=1 -timeout 150m -run 'TestAppImages|TestRedisImage|TestRedisPGO' -v ./internal/image/
+	BESPOKE_E2E_ALL=1 $(GO) test -count=1 -timeout 150m -run 'TestAppImages|TestRedisImage|TestRedisPGO|TestGoHTTPImage' -v ./internal/image/
 
 # The table of docs/apps.md: builds and verifies the six examples with bin/bespoke.
 apps-table: deps bespoke

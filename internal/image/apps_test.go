@@ -2,7 +2,6 @@ package image_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -37,11 +36,10 @@ var apps = []struct {
 func TestAppImages(t *testing.T) {
 	testenv.Command(t, "qemu-system-x86_64")
 	testenv.File(t, ksrc.DefaultSource)
-	all := os.Getenv("BESPOKE_E2E_ALL") != ""
 	for _, app := range apps {
 		t.Run(app.name, func(t *testing.T) {
-			if app.all && !all {
-				t.Skip("one of the six: make e2e-all (BESPOKE_E2E_ALL=1) builds it")
+			if app.all {
+				testenv.E2EAll(t, "one of the six")
 			}
 			for _, tool := range app.tools {
 				testenv.Command(t, tool)

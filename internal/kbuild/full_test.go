@@ -17,12 +17,11 @@ import (
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/kbuild"
+	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/vm"
 )
-
-// smallOptions are enabled on top of tinyconfig for the test kernel.
-var smallOptions = []string{"64BIT", "PRINTK", "TTY", "SERIAL_8250", "SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "RD_XZ", "BINFMT_ELF"}
 
 // tLog writes progress into the test log.
 type tLog struct{ t *testing.T }
@@ -32,30 +31,16 @@ func (w tLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// smallConfig makes a tinyconfig + smallOptions .config with the kernel's
-// own tools in a temporary build dir.
-func smallConfig(t *testing.T, ctx context.Context, tree *ksrc.Tree) []byte {
+// testConfig is the kernel of the full tier's kbuild test: the qemu-microvm
+// base with the network, the same config internal/vm's boot tests build,
+// so that theirs is a cache hit after this one (each costs minutes).
+func testConfig(t *testing.T, ctx context.Context, tree *ksrc.Tree) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	run := func(name string, args ...string) {
-		t.Helper()
-		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-	}
-	run("make", "-C", tree.Dir, "O="+dir, "ARCH=x86_64", "tinyconfig")
-	args := []string{"--file", filepath.Join(dir, ".config")}
-	for _, o := range smallOptions {
-		args = append(args, "-e", o)
-	}
-	run(filepath.Join(tree.Dir, "scripts/config"), args...)
-	run("make", "-C", tree.Dir, "O="+dir, "ARCH=x86_64", "olddefconfig")
-	cfg, err := os.ReadFile(filepath.Join(dir, ".config"))
+	res, err := kconfig.Generate(ctx, kconfig.Options{Tree: tree, Target: vm.TargetMicrovm, Net: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg
+	return res.Data
 }
 
 // newestObject returns the latest modification time of the .o files in dir.
@@ -93,7 +78,7 @@ func TestBuildRealKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := smallConfig(t, ctx, tree)
+	cfg := testConfig(t, ctx, tree)
 	var makeRuns atomic.Int32
 	counting := func(ctx context.Context, c kbuild.Command, out io.Writer) error {
 		makeRuns.Add(1)

@@ -5,9 +5,9 @@
 // toolchain's versions and every make variable. The same key again is a
 // cache hit: the artifacts are copied out of the result dir and make does
 // not run. A new key builds in a work dir of its lineage (same source,
-// toolchain and make variables: everything but the config), the one whose
-// last config is nearest, so Kbuild recompiles only what the change
-// touches. Work dirs never move: Kbuild's tools (objtool) record absolute
+// toolchain and make variables: everything but the config), the one where
+// the fewest objects depend on an option that changed (workDirs), so
+// Kbuild recompiles only what the change touches. Work dirs never move: Kbuild's tools (objtool) record absolute
 // paths, and every object depends on objtool, so a moved or copied build
 // dir would recompile everything. ccache, when installed, shares objects
 // between work dirs.
@@ -18,7 +18,7 @@
 //	                     build.log, bespoke-build.json; written whole, then renamed
 //	KEY.log              the log of a build of KEY that runs, failed or was interrupted
 //	KEY.lock             flock'ed while a process builds KEY; holds its pid
-//	work-LINEAGE.N/      a work dir (make O=); N > 0 when builds ran at once
+//	work-LINEAGE.N/      a work dir (make O=); N > 0 for configs far apart or builds at once
 //	work-LINEAGE.N.lock  flock'ed while a build uses the work dir
 //
 // A result dir appears only by a rename after make succeeded and the
@@ -202,7 +202,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	result := filepath.Join(root, key)
 	if opts.DryRun {
 		work := filepath.Join(root, lineage+".0")
-		if ws := workDirs(root, lineage, opts.Config); len(ws) > 0 {
+		if ws := workDirs(root, lineage, opts.Config); len(ws) > 0 && (!ws[0].far() || len(ws) >= MaxWorkDirs) {
 			work = ws[0].dir
 		}
 		res := &Result{Dir: opts.OutDir, BuildDir: work, Entry: result, Commands: commandLines(makeCommands(opts, cacheDir, work)), Meta: Meta{Key: key}}
@@ -235,11 +235,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return &Result{Dir: opts.OutDir, BuildDir: meta.BuildDir, Entry: result, Hit: true, Commands: meta.Commands, Meta: meta}, nil
 	}
 
-	work, dist, unlockWork, err := acquireWorkDir(root, lineage, opts.Config)
+	wd, near, unlockWork, err := acquireWorkDir(root, lineage, opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("building kernel: %w", err)
 	}
 	defer unlockWork()
+	work := wd.dir
 	cmds := makeCommands(opts, cacheDir, work)
 	meta := Meta{
 		Key: key, MakeRun: true, BuildDir: work, SourceVersion: opts.Tree.Version, SourceID: opts.Tree.ID,
@@ -253,12 +254,16 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		meta.Resumed = true
 	}
 	switch {
-	case dist < 0:
+	case wd.dist < 0 && near != nil:
+		say("kernel %s: new build dir %s (in the nearest, %s, %d options differ and %d of its %d objects depend on them)",
+			key, work, filepath.Base(near.dir), near.dist, near.recompile, near.objects)
+	case wd.dist < 0:
 		say("kernel %s: new build dir %s", key, work)
 	case meta.Resumed:
-		say("kernel %s: continuing the unfinished build in %s (%d options differ from it)", key, work, dist)
+		say("kernel %s: continuing the unfinished build in %s (%d options differ from it)", key, work, wd.dist)
 	default:
-		say("kernel %s: rebuilding in %s (%d options differ from its last build)", key, work, dist)
+		say("kernel %s: rebuilding in %s (%d options differ from its last build; %d of its %d objects depend on them)",
+			key, work, wd.dist, wd.recompile, wd.objects)
 	}
 	for name, body := range map[string][]byte{buildingFile: []byte(key + "\n"), ".config": opts.Config, inputFile: opts.Config} {
 		if err := os.WriteFile(filepath.Join(work, name), body, 0o644); err != nil {

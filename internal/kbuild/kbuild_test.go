@@ -202,12 +202,12 @@ func TestWorkDirSelection(t *testing.T) {
 	var got []string
 	var unlocks []func()
 	for range 5 {
-		dir, dist, unlock, err := acquireWorkDir(root, lineage, []byte(want))
+		w, _, unlock, err := acquireWorkDir(root, lineage, []byte(want))
 		if err != nil {
 			t.Fatal(err)
 		}
 		unlocks = append(unlocks, unlock) // held: the next call must pick another
-		got = append(got, fmt.Sprintf("%s %d", filepath.Base(dir), dist))
+		got = append(got, fmt.Sprintf("%s %d", filepath.Base(w.dir), w.dist))
 	}
 	// Nearest first; equals in name order; then new dirs when all are busy.
 	wantDirs := []string{lineage + ".1 1", lineage + ".0 2", lineage + ".2 2", lineage + ".3 -1", lineage + ".4 -1"}
@@ -217,10 +217,88 @@ func TestWorkDirSelection(t *testing.T) {
 	for _, u := range unlocks {
 		u()
 	}
-	if dir, _, unlock, _ := acquireWorkDir(root, lineage, []byte(want)); filepath.Base(dir) != lineage+".1" {
-		t.Errorf("after unlocking: got %s, want the nearest again", dir)
+	if w, _, unlock, _ := acquireWorkDir(root, lineage, []byte(want)); filepath.Base(w.dir) != lineage+".1" {
+		t.Errorf("after unlocking: got %s, want the nearest again", w.dir)
 	} else {
 		unlock()
+	}
+}
+
+// writeWorkDir makes a work dir whose last build had config input and
+// whose objects depend on the options given per object, as fixdep writes
+// them into .o.cmd files.
+func writeWorkDir(t *testing.T, dir, input string, objects map[string][]string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, inputFile), []byte(input), 0o644)
+	for obj, deps := range objects {
+		var b strings.Builder
+		fmt.Fprintf(&b, "savedcmd_kernel/%s.o := gcc -c kernel/%s.c\n\ndeps_kernel/%s.o := \\\n", obj, obj, obj)
+		for _, d := range deps {
+			fmt.Fprintf(&b, "    $(wildcard include/config/%s) \\\n", d)
+		}
+		b.WriteString("  include/linux/kconfig.h \\\n")
+		os.WriteFile(filepath.Join(dir, "kernel", "."+obj+".o.cmd"), []byte(b.String()), 0o644)
+	}
+}
+
+// TestWorkDirRecompile: the work dir chosen is the one where the fewest
+// objects depend on an option that changed (fixdep's .cmd files), and a
+// new one is made while all that exist would recompile most objects.
+func TestWorkDirRecompile(t *testing.T) {
+	root := t.TempDir()
+	const lineage = "work-0123"
+	objects := map[string][]string{"fork": {"SYSVIPC", "SMP", "PREEMPT"}, "exit": {"SYSVIPC", "PREEMPT"},
+		"sys": {"SMP", "PREEMPT"}, "unix": {"UNIX", "PREEMPT"}}
+	// .0 last built the same but SYSVIPC: 2 of 4 objects depend on it.
+	// .1 differs in SMP and UNIX: 3 of 4.
+	writeWorkDir(t, filepath.Join(root, lineage+".0"), "CONFIG_SMP=y\nCONFIG_UNIX=y\n", objects)
+	writeWorkDir(t, filepath.Join(root, lineage+".1"), "CONFIG_SYSVIPC=y\n", objects)
+	want := "CONFIG_SYSVIPC=y\nCONFIG_SMP=y\nCONFIG_UNIX=y\n"
+
+	ws := workDirs(root, lineage, []byte(want))
+	var got []string
+	for _, w := range ws {
+		got = append(got, fmt.Sprintf("%s dist=%d recompile=%d/%d far=%v", filepath.Base(w.dir), w.dist, w.recompile, w.objects, w.far()))
+	}
+	wantWs := []string{lineage + ".0 dist=1 recompile=2/4 far=false", lineage + ".1 dist=2 recompile=3/4 far=true"}
+	if diff := cmp.Diff(wantWs, got); diff != "" {
+		t.Errorf("work dirs (-want +got):\n%s", diff)
+	}
+	w, near, unlock, err := acquireWorkDir(root, lineage, []byte(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if filepath.Base(w.dir) != lineage+".0" || near != nil {
+		t.Errorf("acquired %s (passed over %v), want %s.0", w.dir, near, lineage)
+	}
+
+	// A config far from both (every object tests PREEMPT): a new dir,
+	// naming the nearest it passed over.
+	far := want + "CONFIG_PREEMPT=y\n"
+	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if filepath.Base(w.dir) != lineage+".2" || w.dist != -1 || near == nil || filepath.Base(near.dir) != lineage+".0" {
+		t.Errorf("acquired %s dist %d, passed over %+v; want a new %s.2 after a far one", w.dir, w.dist, near, lineage)
+	}
+	// With MaxWorkDirs dirs, the cheapest is reused however far.
+	writeWorkDir(t, w.dir, "CONFIG_SMP=y\n", objects)
+	for n := 3; n < MaxWorkDirs; n++ {
+		writeWorkDir(t, filepath.Join(root, fmt.Sprintf("%s.%d", lineage, n)), "CONFIG_SMP=y\n", objects)
+	}
+	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if w.dist < 0 || near != nil || !w.far() {
+		t.Errorf("with %d dirs: acquired %+v (passed over %v), want the cheapest existing one", MaxWorkDirs, w, near)
 	}
 }
 

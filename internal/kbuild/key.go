@@ -123,19 +123,7 @@ func parseConfigLine(line string) (name, val string, ok bool) {
 
 // configDistance counts the symbols whose setting differs between a and b.
 func configDistance(a, b []byte) int {
-	ma, mb := configMap(a), configMap(b)
-	n := 0
-	for k, v := range ma {
-		if w, ok := mb[k]; !ok || w != v {
-			n++
-		}
-	}
-	for k := range mb {
-		if _, ok := ma[k]; !ok {
-			n++
-		}
-	}
-	return n
+	return len(changedOptions(configMap(a), configMap(b)))
 }
 
 func configMap(cfg []byte) map[string]string {

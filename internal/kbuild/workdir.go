@@ -1,6 +1,7 @@
 package kbuild
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"github.com/bespoke-os/bespoke/internal/atomicdir"
@@ -11,39 +12,135 @@ import (
 	"syscall"
 )
 
+// MaxWorkDirs is how many work dirs a lineage keeps before a build must
+// reuse one that most of its objects would recompile in.
+const MaxWorkDirs = 4
+
+// farFraction: a work dir in which more than this share of the objects
+// depend on an option that changed is not worth continuing while the
+// lineage may have another (ccache still serves a new dir the objects
+// the change does not touch).
+const farFraction = 0.5
+
 type workDir struct {
 	dir  string
 	dist int // options that differ from its last build's config
+	// recompile estimates the objects Kbuild would rebuild there: those
+	// whose dependencies (the .cmd files fixdep writes) name an option
+	// that differs. objects counts the objects; 0 when unknown.
+	recompile, objects int
 }
 
-// workDirs lists the work dirs of a lineage, nearest to cfg first.
+// far reports whether most of w's objects would recompile.
+func (w workDir) far() bool {
+	return w.objects > 0 && float64(w.recompile) > farFraction*float64(w.objects)
+}
+
+// workDirs lists the work dirs of a lineage, cheapest to continue for cfg
+// first: fewest objects to recompile, then fewest options that differ.
 func workDirs(root, lineage string, cfg []byte) []workDir {
 	matches, _ := filepath.Glob(filepath.Join(root, lineage+".*"))
+	want := configMap(cfg)
 	var ws []workDir
 	for _, m := range matches {
 		if st, err := os.Stat(m); err != nil || !st.IsDir() || strings.Contains(filepath.Base(m)[len(lineage)+1:], ".") {
 			continue
 		}
-		dist := 1 << 30
+		w := workDir{dir: m, dist: 1 << 30}
 		if in, err := os.ReadFile(filepath.Join(m, inputFile)); err == nil {
-			dist = configDistance(in, cfg)
+			changed := changedOptions(configMap(in), want)
+			w.dist = len(changed)
+			w.recompile, w.objects = dependents(m, changed)
 		}
-		ws = append(ws, workDir{m, dist})
+		ws = append(ws, w)
 	}
-	sort.SliceStable(ws, func(i, j int) bool { return ws[i].dist < ws[j].dist })
+	sort.SliceStable(ws, func(i, j int) bool {
+		if ws[i].recompile != ws[j].recompile {
+			return ws[i].recompile < ws[j].recompile
+		}
+		return ws[i].dist < ws[j].dist
+	})
 	return ws
 }
 
-// acquireWorkDir locks the work dir of a lineage whose last config is
-// nearest to cfg, skipping those other builds hold; when all are busy (or
-// there is none) it creates the next one, and returns dist -1.
-func acquireWorkDir(root, lineage string, cfg []byte) (dir string, dist int, unlock func(), err error) {
-	for _, w := range workDirs(root, lineage, cfg) {
-		if u, ok, err := tryLock(w.dir + ".lock"); err != nil {
-			return "", 0, nil, err
-		} else if ok {
-			return w.dir, w.dist, u, nil
+// changedOptions returns the options (without CONFIG_) set differently
+// in a and b.
+func changedOptions(a, b map[string]string) map[string]bool {
+	changed := map[string]bool{}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			changed[strings.TrimPrefix(k, "CONFIG_")] = true
 		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			changed[strings.TrimPrefix(k, "CONFIG_")] = true
+		}
+	}
+	return changed
+}
+
+// dependents counts the objects in a build dir (their .o.cmd files) and
+// those whose recorded dependencies name one of the options: Kbuild's
+// fixdep lists each option a source file or its headers test as
+// $(wildcard include/config/NAME).
+func dependents(dir string, options map[string]bool) (recompile, objects int) {
+	const marker = "include/config/"
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".o.cmd") {
+			return nil
+		}
+		objects++
+		if len(options) == 0 {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		for rest := data; ; {
+			i := bytes.Index(rest, []byte(marker))
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(marker):]
+			end := bytes.IndexAny(rest, ") \n")
+			if end < 0 {
+				end = len(rest)
+			}
+			if options[string(rest[:end])] {
+				recompile++
+				break
+			}
+		}
+		return nil
+	})
+	return recompile, objects
+}
+
+// acquireWorkDir locks the work dir of a lineage that is cheapest to
+// continue for cfg, skipping those other builds hold. It creates the next
+// one (and returns it with dist -1) when all are busy or there is none,
+// and when most objects would recompile in the cheapest while the lineage
+// has fewer than MaxWorkDirs: that keeps each dir near the configs built
+// in it, so that a small change to any of them (verify --fix) stays a
+// small rebuild. near is the dir it passed over, if any.
+func acquireWorkDir(root, lineage string, cfg []byte) (w workDir, near *workDir, unlock func(), err error) {
+	ws := workDirs(root, lineage, cfg)
+	for i := range ws {
+		u, ok, err := tryLock(ws[i].dir + ".lock")
+		if err != nil {
+			return workDir{}, nil, nil, err
+		}
+		if !ok {
+			continue
+		}
+		if ws[i].far() && len(ws) < MaxWorkDirs {
+			u()
+			near = &ws[i]
+			break
+		}
+		return ws[i], nil, u, nil
 	}
 	for n := 0; n < 1000; n++ {
 		d := fmt.Sprintf("%s.%d", filepath.Join(root, lineage), n)
@@ -52,7 +149,7 @@ func acquireWorkDir(root, lineage string, cfg []byte) (dir string, dist int, unl
 		}
 		u, ok, err := tryLock(d + ".lock")
 		if err != nil {
-			return "", 0, nil, err
+			return workDir{}, nil, nil, err
 		}
 		if !ok {
 			continue
@@ -62,11 +159,11 @@ func acquireWorkDir(root, lineage string, cfg []byte) (dir string, dist int, unl
 			if errors.Is(err, os.ErrExist) {
 				continue
 			}
-			return "", 0, nil, fmt.Errorf("creating build dir: %w", err)
+			return workDir{}, nil, nil, fmt.Errorf("creating build dir: %w", err)
 		}
-		return d, -1, u, nil
+		return workDir{dir: d, dist: -1}, near, u, nil
 	}
-	return "", 0, nil, fmt.Errorf("no free build dir for %s in %s", lineage, root)
+	return workDir{}, nil, nil, fmt.Errorf("no free build dir for %s in %s", lineage, root)
 }
 
 // tryLock takes an flock on path without waiting.

@@ -49,3 +49,16 @@ func Root(t testing.TB) {
 		t.Fatal("this test needs root (make test runs as root on the CI machine)")
 	}
 }
+
+// E2EAllEnv, set to anything, makes the full tier run every example
+// (make e2e-all): the tests of the applications beyond make test's.
+const E2EAllEnv = "BESPOKE_E2E_ALL"
+
+// E2EAll skips t unless E2EAllEnv is set. It implies Full.
+func E2EAll(t testing.TB, what string) {
+	t.Helper()
+	Full(t)
+	if os.Getenv(E2EAllEnv) == "" {
+		t.Skipf("%s: make e2e-all (%s=1) runs it", what, E2EAllEnv)
+	}
+}

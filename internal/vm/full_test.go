@@ -49,8 +49,10 @@ int main(int argc, char **argv) {
 `
 
 // bootImage builds a real image for target: a kernel from the base
-// configuration with the network (cached by kbuild), an initramfs with
-// the guest init and guestProgram as /usr/bin/prog.
+// configuration with the network (cached by kbuild; internal/kbuild's
+// full test builds the same qemu-microvm kernel first, so under make test
+// this is a cache hit), an initramfs with the guest init and guestProgram
+// as /usr/bin/prog.
 func bootImage(t *testing.T, target string) string {
 	t.Helper()
 	testenv.Command(t, "qemu-system-x86_64")
