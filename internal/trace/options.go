@@ -49,6 +49,12 @@ type Options struct {
 	// of a seccomp filter (one stop, two for the syscalls whose result
 	// matters). It is chosen anyway when the kernel refuses the filter.
 	NoSeccomp bool
+	// AllResults stops at the exit of every syscall, not only of those
+	// whose result the manifest describes, so that every error is
+	// counted (Syscall.Errors): an ENOSYS from a syscall the kernel lacks
+	// or left out of its table, an EACCES from a feature compiled out. It
+	// doubles the stops; the guest tracer of bespoke verify uses it.
+	AllResults bool
 
 	// Credential, when set, runs the program as that user while bespoke
 	// stays root and traces it (the guest's tracer: the program runs as

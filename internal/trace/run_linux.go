@@ -80,6 +80,7 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 		wmu.Unlock()
 	}
 	s.tr = newTracer(seccomp, warn)
+	s.tr.allResults = opts.AllResults
 
 	// The program's output goes through pipes: shown, and searched for
 	// the log readiness regex.

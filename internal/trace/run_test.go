@@ -97,6 +97,31 @@ func TestRunPipeline(t *testing.T) {
 	}
 }
 
+// TestRunAllResults: with AllResults the errors of syscalls the manifest
+// otherwise only counts are recorded (kill(2) of no such process: ESRCH).
+func TestRunAllResults(t *testing.T) {
+	testenv.Full(t)
+	for _, all := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var log bytes.Buffer
+		m, err := Run(ctx, Options{Program: "sh", Args: []string{"-c", "kill -0 2147483 2>/dev/null; exit 0"}, Log: &log, AllResults: all})
+		if err != nil {
+			t.Fatalf("Run (AllResults %v): %v\nlog:\n%s", all, err, log.String())
+		}
+		k := m.Syscall("kill")
+		if k == nil || k.Count == 0 {
+			t.Fatalf("AllResults %v: kill not counted: %+v", all, m.Syscalls)
+		}
+		if got, want := k.Errors["ESRCH"] > 0, all; got != want {
+			t.Errorf("AllResults %v: kill errors %v, want ESRCH recorded: %v", all, k.Errors, want)
+		}
+		if e := m.Syscall("exit_group"); e != nil && len(e.Errors) > 0 {
+			t.Errorf("AllResults %v: exit_group has errors %v: it does not return", all, e.Errors)
+		}
+	}
+}
+
 func TestRunStops(t *testing.T) {
 	testenv.Full(t)
 	t.Run("log ready", func(t *testing.T) {

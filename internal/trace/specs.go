@@ -105,6 +105,11 @@ var otherSpecs = map[string]spec{
 	"setfsgid":  {},
 }
 
+// noReturn are the syscalls whose "result" at exit is not one: they do
+// not return (exit, exit_group) or return what they restore
+// (rt_sigreturn, restart_syscall). Options.AllResults does not record them.
+var noReturn = map[int]bool{}
+
 // specs is indexed by syscall number; nil means count only.
 var specs [maxSyscall + 1]*spec
 
@@ -117,6 +122,9 @@ func init() {
 	for name, s := range otherSpecs {
 		s := s
 		specs[mustNumber(name)] = &s
+	}
+	for _, name := range []string{"exit", "exit_group", "rt_sigreturn", "restart_syscall"} {
+		noReturn[mustNumber(name)] = true
 	}
 }
 

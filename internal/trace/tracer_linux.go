@@ -61,9 +61,11 @@ type task struct {
 type tracer struct {
 	rec     *recorder
 	seccomp bool
-	root    int
-	tasks   map[int]*task
-	stub    bool // before the program's first exec (the stub still runs)
+	// allResults: every syscall is also stopped at exit (Options.AllResults).
+	allResults bool
+	root       int
+	tasks      map[int]*task
+	stub       bool // before the program's first exec (the stub still runs)
 	// rootStatus is how the program's first process ended.
 	rootStatus *unix.WaitStatus
 	execed     bool
@@ -297,6 +299,11 @@ func (t *tracer) entry(tk *task, si syscallInfo) {
 	}
 	sp := specFor(nr)
 	if sp == nil {
+		if t.allResults && !noReturn[nr] {
+			tk.ev = Event{Pid: tk.tgid, Tid: tk.tid, Nr: nr, Args: si.Args}
+			tk.wantExit = true
+			return
+		}
 		t.rec.count(nr)
 		return
 	}

@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -31,6 +32,11 @@ const (
 	// SeccompDenial: the program was killed by SIGSYS, a seccomp filter's
 	// verdict.
 	SeccompDenial = "seccomp-denial"
+	// FailedSyscall: a syscall failed in the guest with an error it did
+	// not return on the host, and the feature knowledge ties it to an
+	// option the kernel lacks (fcntl's locks return EACCES without
+	// FILE_LOCKING). Reported only with that fix.
+	FailedSyscall = "failed-syscall"
 )
 
 // Finding is one thing the guest lacked, with the evidence and, when
@@ -151,6 +157,24 @@ func Classify(f Facts) []Finding {
 		}
 		out = append(out, withSymbols(Finding{Kind: MissingSyscall, Subject: s.Name, Evidence: ev},
 			&manifest.Manifest{Syscalls: []manifest.Syscall{s}}, f.Enabled))
+	}
+
+	for _, s := range f.Guest.Syscalls {
+		var errs []string
+		for _, e := range slices.Sorted(maps.Keys(s.Errors)) {
+			if e != "ENOSYS" && hostSys[s.Name].Errors[e] == 0 {
+				errs = append(errs, fmt.Sprintf("%s %d times", e, s.Errors[e]))
+			}
+		}
+		if len(errs) == 0 {
+			continue
+		}
+		ev := fmt.Sprintf("%s of %d calls in the guest; not on the host", strings.Join(errs, ", "), s.Count)
+		fd := withSymbols(Finding{Kind: FailedSyscall, Subject: s.Name, Evidence: ev},
+			&manifest.Manifest{Syscalls: []manifest.Syscall{{Name: s.Name, Count: s.Count}}}, f.Enabled)
+		if len(fd.Enable) > 0 {
+			out = append(out, fd)
+		}
 	}
 
 	for _, s := range f.Guest.Sockets {

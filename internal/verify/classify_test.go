@@ -148,3 +148,36 @@ func TestClassifyRemovedSyscall(t *testing.T) {
 		t.Errorf("fixes %+v, want keep epoll_create1", fx)
 	}
 }
+
+// An error other than ENOSYS is a finding only when the feature knowledge
+// ties the syscall to an option the kernel lacks (mariadb's fcntl locks
+// returned EACCES in a kernel without FILE_LOCKING).
+func TestClassifyFailedSyscall(t *testing.T) {
+	host := &manifest.Manifest{Syscalls: []manifest.Syscall{
+		{Name: "fcntl", Count: 40},
+		{Name: "kill", Count: 2, Errors: map[string]int{"ESRCH": 1}},
+	}}
+	guest := &manifest.Manifest{Syscalls: []manifest.Syscall{
+		{Name: "fcntl", Count: 40, Errors: map[string]int{"EACCES": 2, "EAGAIN": 1}},
+		{Name: "kill", Count: 2, Errors: map[string]int{"ESRCH": 1}},
+		{Name: "read", Count: 9, Errors: map[string]int{"EINTR": 1}}, // no option to blame
+	}}
+	for _, tt := range []struct {
+		name    string
+		enabled bool
+		want    []string
+	}{
+		{"FILE_LOCKING off", false, []string{"failed-syscall fcntl: EACCES 2 times, EAGAIN 1 times of 40 calls in the guest; not on the host; fix: enable CONFIG_FILE_LOCKING"}},
+		{"FILE_LOCKING on", true, nil},
+	} {
+		got := Classify(Facts{Host: host, Guest: guest, InImage: func(string) bool { return true },
+			Enabled: func(sym string) bool { return tt.enabled || sym != "FILE_LOCKING" }})
+		var s []string
+		for _, f := range got {
+			s = append(s, f.String())
+		}
+		if diff := cmp.Diff(tt.want, s); diff != "" {
+			t.Errorf("%s: findings (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
