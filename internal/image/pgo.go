@@ -216,8 +216,14 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 // shaken, the -O2 kernel with the whole table.
 func (b *builder) sizeVariants(ctx context.Context, tree *ksrc.Tree, base []byte, hot kbuild.Options, tmp string) error {
 	rep := b.report.PGO
-	size := b.kbuildOptions(tree, []byte(strings.Replace(string(base), "CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y",
-		"# CONFIG_CC_OPTIMIZE_FOR_PERFORMANCE is not set\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y", 1)))
+	// The kernel's kconfig switches the choice (and verifies it): a text
+	// edit of the .config leaves "# CONFIG_CC_OPTIMIZE_FOR_SIZE is not
+	// set" behind it, which wins, and gave an -O2 kernel.
+	sres, err := kconfig.Generate(ctx, kconfig.Options{Tree: tree, Base: base, Enable: []string{"CC_OPTIMIZE_FOR_SIZE"}, CacheDir: b.cache, Log: b.log})
+	if err != nil {
+		return fmt.Errorf("size report: configuring the -Os kernel: %w", err)
+	}
+	size := b.kbuildOptions(tree, sres.Data)
 	type variant struct {
 		name string
 		opts kbuild.Options

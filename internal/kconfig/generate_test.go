@@ -89,6 +89,17 @@ func TestGenerateRedisMicrovm(t *testing.T) {
 			t.Errorf("CONFIG_%s is not explained", sym)
 		}
 	}
+
+	// The -Os variant of a built config (bespoke build --size-report):
+	// the choice switches, as Kconfig sees it.
+	sz, err := Generate(context.Background(), Options{Tree: tree, Base: res.Data, Enable: []string{"CC_OPTIMIZE_FOR_SIZE"}, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sz.Config.Enabled("CC_OPTIMIZE_FOR_SIZE") || sz.Config.Enabled("CC_OPTIMIZE_FOR_PERFORMANCE") {
+		t.Errorf("Base + CC_OPTIMIZE_FOR_SIZE: SIZE=%s PERFORMANCE=%s, want y and off",
+			sz.Config.Value("CC_OPTIMIZE_FOR_SIZE"), sz.Config.Value("CC_OPTIMIZE_FOR_PERFORMANCE"))
+	}
 }
 
 func TestGenerateTargets(t *testing.T) {
