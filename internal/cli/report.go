@@ -105,8 +105,8 @@ func kernelReport(w io.Writer, dir string, rep *image.Report) {
 		fmt.Fprintf(w, "Time per phase: %s.\n", strings.Join(phases, ", "))
 	}
 	if sh != nil {
-		fmt.Fprintf(w, "\nSyscalls: %d of the table's %d removed (they return ENOSYS), %d kept: %s.\n",
-			len(sh.Removed), sh.Table, sh.Kept, strings.Join(sh.Removed, ", "))
+		fmt.Fprintf(w, "\nSyscalls: %d of the table's %d kept, %d removed (they return ENOSYS): %s.\n",
+			sh.Kept, sh.Table, len(sh.Removed), strings.Join(sh.Removed, ", "))
 	}
 	if br != nil {
 		fmt.Fprintf(w, "\nbespoke bench (%s): %s", br.Date, br.Table())
