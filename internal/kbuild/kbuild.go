@@ -202,7 +202,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	result := filepath.Join(root, key)
 	if opts.DryRun {
 		work := filepath.Join(root, lineage+".0")
-		if ws := workDirs(root, lineage, opts.Config); len(ws) > 0 && (!ws[0].far() || len(ws) >= MaxWorkDirs) {
+		if ws := workDirs(root, lineage, opts.Config, makefileOptions(opts.Tree.Dir)); len(ws) > 0 && (!ws[0].far() || len(ws) >= MaxWorkDirs) {
 			work = ws[0].dir
 		}
 		res := &Result{Dir: opts.OutDir, BuildDir: work, Entry: result, Commands: commandLines(makeCommands(opts, cacheDir, work)), Meta: Meta{Key: key}}
@@ -235,7 +235,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return &Result{Dir: opts.OutDir, BuildDir: meta.BuildDir, Entry: result, Hit: true, Commands: meta.Commands, Meta: meta}, nil
 	}
 
-	wd, near, unlockWork, err := acquireWorkDir(root, lineage, opts.Config)
+	wd, near, unlockWork, err := acquireWorkDir(root, lineage, opts.Config, makefileOptions(opts.Tree.Dir))
 	if err != nil {
 		return nil, fmt.Errorf("building kernel: %w", err)
 	}

@@ -202,7 +202,7 @@ func TestWorkDirSelection(t *testing.T) {
 	var got []string
 	var unlocks []func()
 	for range 5 {
-		w, _, unlock, err := acquireWorkDir(root, lineage, []byte(want))
+		w, _, unlock, err := acquireWorkDir(root, lineage, []byte(want), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestWorkDirSelection(t *testing.T) {
 	for _, u := range unlocks {
 		u()
 	}
-	if w, _, unlock, _ := acquireWorkDir(root, lineage, []byte(want)); filepath.Base(w.dir) != lineage+".1" {
+	if w, _, unlock, _ := acquireWorkDir(root, lineage, []byte(want), nil); filepath.Base(w.dir) != lineage+".1" {
 		t.Errorf("after unlocking: got %s, want the nearest again", w.dir)
 	} else {
 		unlock()
@@ -258,7 +258,7 @@ func TestWorkDirRecompile(t *testing.T) {
 	writeWorkDir(t, filepath.Join(root, lineage+".1"), "CONFIG_SYSVIPC=y\n", objects)
 	want := "CONFIG_SYSVIPC=y\nCONFIG_SMP=y\nCONFIG_UNIX=y\n"
 
-	ws := workDirs(root, lineage, []byte(want))
+	ws := workDirs(root, lineage, []byte(want), nil)
 	var got []string
 	for _, w := range ws {
 		got = append(got, fmt.Sprintf("%s dist=%d recompile=%d/%d far=%v", filepath.Base(w.dir), w.dist, w.recompile, w.objects, w.far()))
@@ -267,7 +267,7 @@ func TestWorkDirRecompile(t *testing.T) {
 	if diff := cmp.Diff(wantWs, got); diff != "" {
 		t.Errorf("work dirs (-want +got):\n%s", diff)
 	}
-	w, near, unlock, err := acquireWorkDir(root, lineage, []byte(want))
+	w, near, unlock, err := acquireWorkDir(root, lineage, []byte(want), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestWorkDirRecompile(t *testing.T) {
 	// A config far from both (every object tests PREEMPT): a new dir,
 	// naming the nearest it passed over.
 	far := want + "CONFIG_PREEMPT=y\n"
-	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far))
+	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,13 +292,41 @@ func TestWorkDirRecompile(t *testing.T) {
 	for n := 3; n < MaxWorkDirs; n++ {
 		writeWorkDir(t, filepath.Join(root, fmt.Sprintf("%s.%d", lineage, n)), "CONFIG_SMP=y\n", objects)
 	}
-	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far))
+	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	unlock()
 	if w.dist < 0 || near != nil || !w.far() {
 		t.Errorf("with %d dirs: acquired %+v (passed over %v), want the cheapest existing one", MaxWorkDirs, w, near)
+	}
+}
+
+// TestWorkDirFlagOption: an option the Makefiles test and no source does
+// (CC_OPTIMIZE_FOR_SIZE: -Os for every object) recompiles everything; one
+// the Makefiles test that headers test too (SMP) counts by its dependents.
+func TestWorkDirFlagOption(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "work-0123.0")
+	writeWorkDir(t, dir, "", map[string][]string{"fork": {"SMP"}, "exit": nil, "sys": nil})
+	flags := map[string]bool{"CC_OPTIMIZE_FOR_SIZE": true, "SMP": true}
+	for _, tt := range []struct {
+		changed   string
+		recompile int
+	}{
+		{"CC_OPTIMIZE_FOR_SIZE", 3},
+		{"SMP", 1},
+		{"UNIX", 0},
+	} {
+		if r, n := dependents(dir, map[string]bool{tt.changed: true}, flags); r != tt.recompile || n != 3 {
+			t.Errorf("%s changed: %d of %d objects recompile, want %d of 3", tt.changed, r, n, tt.recompile)
+		}
+	}
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "arch/x86"), 0o755)
+	os.WriteFile(filepath.Join(src, "Makefile"), []byte("ifdef CONFIG_CC_OPTIMIZE_FOR_SIZE\nKBUILD_CFLAGS += -Os\nendif\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "arch/x86/Makefile"), []byte("ifeq ($(CONFIG_X86_32),y)\n"), 0o644)
+	if got := makefileOptions(src); !got["CC_OPTIMIZE_FOR_SIZE"] || !got["X86_32"] || len(got) != 2 {
+		t.Errorf("makefileOptions = %v, want CC_OPTIMIZE_FOR_SIZE and X86_32", got)
 	}
 }
 

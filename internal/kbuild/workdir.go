@@ -7,6 +7,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -38,7 +39,8 @@ func (w workDir) far() bool {
 
 // workDirs lists the work dirs of a lineage, cheapest to continue for cfg
 // first: fewest objects to recompile, then fewest options that differ.
-func workDirs(root, lineage string, cfg []byte) []workDir {
+// flags are the options the kernel's Makefiles test (makefileOptions).
+func workDirs(root, lineage string, cfg []byte, flags map[string]bool) []workDir {
 	matches, _ := filepath.Glob(filepath.Join(root, lineage+".*"))
 	want := configMap(cfg)
 	var ws []workDir
@@ -50,7 +52,7 @@ func workDirs(root, lineage string, cfg []byte) []workDir {
 		if in, err := os.ReadFile(filepath.Join(m, inputFile)); err == nil {
 			changed := changedOptions(configMap(in), want)
 			w.dist = len(changed)
-			w.recompile, w.objects = dependents(m, changed)
+			w.recompile, w.objects = dependents(m, changed, flags)
 		}
 		ws = append(ws, w)
 	}
@@ -83,9 +85,13 @@ func changedOptions(a, b map[string]string) map[string]bool {
 // dependents counts the objects in a build dir (their .o.cmd files) and
 // those whose recorded dependencies name one of the options: Kbuild's
 // fixdep lists each option a source file or its headers test as
-// $(wildcard include/config/NAME).
-func dependents(dir string, options map[string]bool) (recompile, objects int) {
+// $(wildcard include/config/NAME). An option of flags (one the Makefiles
+// test) that no source or header tests sets compiler flags
+// (CC_OPTIMIZE_FOR_SIZE: -Os), so it changes every command line: then
+// every object recompiles.
+func dependents(dir string, options, flags map[string]bool) (recompile, objects int) {
 	const marker = "include/config/"
+	seen := map[string]bool{}
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".o.cmd") {
 			return nil
@@ -98,25 +104,52 @@ func dependents(dir string, options map[string]bool) (recompile, objects int) {
 		if err != nil {
 			return nil
 		}
+		hit := false
 		for rest := data; ; {
 			i := bytes.Index(rest, []byte(marker))
 			if i < 0 {
 				break
 			}
 			rest = rest[i+len(marker):]
-			end := bytes.IndexAny(rest, ") \n")
+			end := bytes.IndexAny(rest, ") \\\n")
 			if end < 0 {
 				end = len(rest)
 			}
-			if options[string(rest[:end])] {
-				recompile++
-				break
+			if name := string(rest[:end]); options[name] {
+				seen[name], hit = true, true
 			}
+		}
+		if hit {
+			recompile++
 		}
 		return nil
 	})
+	for o := range options {
+		if flags[o] && !seen[o] {
+			return objects, objects
+		}
+	}
 	return recompile, objects
 }
+
+// makefileOptions returns the options (without CONFIG_) that the kernel's
+// top-level, x86 and build Makefiles test: those that can change the
+// compiler's flags for every object.
+func makefileOptions(srcDir string) map[string]bool {
+	opts := map[string]bool{}
+	for _, f := range []string{"Makefile", "arch/x86/Makefile", "scripts/Makefile.build", "scripts/Makefile.lib"} {
+		data, err := os.ReadFile(filepath.Join(srcDir, f))
+		if err != nil {
+			continue
+		}
+		for _, m := range configRef.FindAllSubmatch(data, -1) {
+			opts[string(m[1])] = true
+		}
+	}
+	return opts
+}
+
+var configRef = regexp.MustCompile(`CONFIG_([A-Za-z0-9_]+)`)
 
 // acquireWorkDir locks the work dir of a lineage that is cheapest to
 // continue for cfg, skipping those other builds hold. It creates the next
@@ -125,8 +158,8 @@ func dependents(dir string, options map[string]bool) (recompile, objects int) {
 // has fewer than MaxWorkDirs: that keeps each dir near the configs built
 // in it, so that a small change to any of them (verify --fix) stays a
 // small rebuild. near is the dir it passed over, if any.
-func acquireWorkDir(root, lineage string, cfg []byte) (w workDir, near *workDir, unlock func(), err error) {
-	ws := workDirs(root, lineage, cfg)
+func acquireWorkDir(root, lineage string, cfg []byte, flags map[string]bool) (w workDir, near *workDir, unlock func(), err error) {
+	ws := workDirs(root, lineage, cfg, flags)
 	for i := range ws {
 		u, ok, err := tryLock(ws[i].dir + ".lock")
 		if err != nil {
