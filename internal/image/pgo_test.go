@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,43 +134,88 @@ func checkShaken(t *testing.T, dir string, rep *image.Report) {
 	t.Logf("syscalls: %d of %d removed, %d kept; syscall %d returns ENOSYS in the guest", len(sh.Removed), sh.Table, sh.Kept, probe)
 }
 
-// compareObjects compares the .text of each object bespoke-cc compiled
-// (its log) in the profile-guided build dir with the same object in the
-// -O2 build's, and counts those that differ and those that do not, by
-// decision (hot, cold).
+// compareObjects recompiles a sample of the objects bespoke-cc compiled
+// (its log) as the -O2 build does, with the command Kbuild saved in the
+// profile-guided build dir (.X.o.cmd, objtool included) run with gcc
+// instead of bespoke-cc, and compares their .text with the profile-guided
+// objects'; it counts those that differ and those that do not, by decision
+// (hot, cold). The -O2 kernel's own build dir is no reference: with a warm
+// cache it is a cache hit whose dir later builds may have reused.
 func compareObjects(t *testing.T, dir string, ccLog []byte) (differ, same map[string]int) {
 	t.Helper()
-	buildDir := func(meta string) string {
-		var m kbuild.Meta
-		data, err := os.ReadFile(filepath.Join(dir, meta))
-		if err == nil {
-			err = json.Unmarshal(data, &m)
-		}
-		if err != nil || m.BuildDir == "" {
-			t.Fatalf("%s: build dir %q, %v", meta, m.BuildDir, err)
-		}
-		return m.BuildDir
+	var m kbuild.Meta
+	data, err := os.ReadFile(filepath.Join(dir, image.KernelMeta))
+	if err == nil {
+		err = json.Unmarshal(data, &m)
 	}
-	o2Dir, pgoDir := buildDir(image.O2MetaFile), buildDir(image.KernelMeta)
-	differ, same = map[string]int{}, map[string]int{}
+	if err != nil || m.BuildDir == "" {
+		t.Fatalf("%s: build dir %q, %v", image.KernelMeta, m.BuildDir, err)
+	}
+	objs := map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(ccLog))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 2 || (f[0] != "hot" && f[0] != "cold") || !strings.HasSuffix(f[1], ".o") {
-			continue
+		if len(f) >= 2 && (f[0] == "hot" || f[0] == "cold") && strings.HasSuffix(f[1], ".o") {
+			objs[f[0]] = append(objs[f[0]], f[1])
 		}
-		a, errA := objectText(filepath.Join(o2Dir, f[1]))
-		b, errB := objectText(filepath.Join(pgoDir, f[1]))
-		if errA != nil || errB != nil {
-			continue // not linked into this build's objects (e.g. a host tool)
-		}
-		if bytes.Equal(a, b) {
-			same[f[0]]++
-		} else {
-			differ[f[0]]++
+	}
+	const sample = 20
+	tmp := t.TempDir()
+	differ, same = map[string]int{}, map[string]int{}
+	for _, kind := range []string{"hot", "cold"} {
+		list := objs[kind]
+		step := max(1, len(list)/sample)
+		for i := 0; i < len(list); i += step {
+			obj := list[i]
+			o2, err := recompileO2(m.BuildDir, obj, tmp)
+			if err != nil {
+				t.Errorf("recompiling %s as the -O2 build does: %v", obj, err)
+				continue
+			}
+			a, errA := objectText(o2)
+			b, errB := objectText(filepath.Join(m.BuildDir, obj))
+			if errA != nil || errB != nil {
+				t.Errorf("%s: .text: %v, %v", obj, errA, errB)
+				continue
+			}
+			if bytes.Equal(a, b) {
+				same[kind]++
+			} else {
+				differ[kind]++
+			}
 		}
 	}
 	return differ, same
+}
+
+// recompileO2 runs the command Kbuild saved for obj in buildDir (its
+// .cmd file) with gcc as the compiler and the object and its dependency
+// file in tmp, and returns the new object's path.
+func recompileO2(buildDir, obj, tmp string) (string, error) {
+	cmdFile := filepath.Join(buildDir, filepath.Dir(obj), "."+filepath.Base(obj)+".cmd")
+	data, err := os.ReadFile(cmdFile)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	_, cmd, ok := strings.Cut(line, " := ")
+	if !ok {
+		return "", fmt.Errorf("%s: no saved command", cmdFile)
+	}
+	cc, rest, _ := strings.Cut(strings.TrimSpace(cmd), " ")
+	if !strings.Contains(filepath.Base(cc), "bespoke-cc") {
+		return "", fmt.Errorf("%s: compiled by %s, not bespoke-cc", cmdFile, cc)
+	}
+	out := filepath.Join(tmp, strings.ReplaceAll(obj, "/", "__"))
+	dep := filepath.Join(filepath.Dir(obj), "."+filepath.Base(obj)+".d")
+	rest = strings.ReplaceAll(rest, dep, out+".d")
+	rest = strings.ReplaceAll(rest, obj, out)
+	c := exec.Command("sh", "-c", "gcc "+rest)
+	c.Dir = buildDir
+	if b, err := c.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%v: %s", err, b)
+	}
+	return out, nil
 }
 
 // objectText returns the contents of an object file's .text sections.
