@@ -86,10 +86,14 @@ func kernelReport(w io.Writer, dir string, rep *image.Report) {
 	}
 	fmt.Fprintf(w, "\n### %s: the kernel\n\n", rep.Name)
 	if p != nil {
-		fmt.Fprintln(w, "| kernel | .text | .data | .bss | bzImage |")
-		fmt.Fprintln(w, "| --- | --- | --- | --- | --- |")
+		fmt.Fprintln(w, "| kernel | code (functions) | text (size(1)) | data | bss | bzImage |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
 		row := func(name string, k image.KernelSizes) {
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", name, kb(int64(k.Text)), kb(int64(k.Data)), kb(int64(k.BSS)), kb(k.BzImage))
+			code := "-" // a report from before Sizes had Code
+			if k.Code > 0 {
+				code = kb(int64(k.Code))
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", name, code, kb(int64(k.Text)), kb(int64(k.Data)), kb(int64(k.BSS)), kb(k.BzImage))
 		}
 		row("-O2", p.O2)
 		for _, v := range p.Variants {

@@ -40,10 +40,10 @@ func TestReportKernel(t *testing.T) {
 	dir := t.TempDir()
 	rep := `{"name":"redis","kernel_bytes":1960000,"initramfs_bytes":6140000,"total_bytes":8100000,
 "pgo":{"Hot":400,"Cold":500,"Functions":20000,"Executed":5000,"ProfileBytes":4000000,
- "O2":{"text":9000000,"data":2000000,"bss":1000000,"bzimage":1960000},
- "Optimized":{"text":8000000,"data":2000000,"bss":1000000,"bzimage":1800000},
+ "O2":{"code":5000000,"text":9000000,"data":2000000,"bss":1000000,"bzimage":1960000},
+ "Optimized":{"code":5100000,"text":8000000,"data":2000000,"bss":1000000,"bzimage":1800000},
  "Phases":[{"name":"profile","seconds":120}],
- "Variants":[{"Name":"-Os","text":7000000,"data":2000000,"bss":1000000,"bzimage":1700000,"Seconds":400}]},
+ "Variants":[{"Name":"-Os","code":4000000,"text":7000000,"data":2000000,"bss":1000000,"bzimage":1700000,"Seconds":400}]},
 "syscalls":{"table":373,"kept":150,"removed":["sysinfo","times"],"removed_nrs":[99,100]}}`
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
 		t.Fatal(err)
@@ -59,9 +59,9 @@ func TestReportKernel(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	for _, want := range []string{
-		"| -O2 | 8.58 MB | 1.91 MB | 976.6 KB | 1.87 MB |",
-		"| -Os | 6.68 MB |",
-		"| PGO, cold units -Os (the image's) | 7.63 MB |",
+		"| -O2 | 4.77 MB | 8.58 MB | 1.91 MB | 976.6 KB | 1.87 MB |",
+		"| -Os | 3.81 MB | 6.68 MB |",
+		"| PGO, cold units -Os (the image's) | 4.86 MB | 7.63 MB |",
 		"400 ran code under the workload",
 		"Syscalls: 150 of the table's 373 kept, 2 removed (they return ENOSYS): sysinfo, times.",
 		"| pgo | 1.000 ± 0.000 | -33.3% |",

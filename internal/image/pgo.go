@@ -204,10 +204,10 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 			return "", err
 		}
 	}
-	phase("profile-guided kernel", start, fmt.Sprintf(": %s, .text %s (-O2: %s), bzImage %s (-O2: %s)", hitOrBuilt(kr.Hit),
-		humanBytes(int64(rep.Optimized.Text)), humanBytes(int64(rep.O2.Text)), humanBytes(rep.Optimized.BzImage), humanBytes(rep.O2.BzImage)))
-	return fmt.Sprintf("%d hot and %d cold translation units; .text %s -> %s", rep.Hot, rep.Cold,
-		humanBytes(int64(rep.O2.Text)), humanBytes(int64(rep.Optimized.Text))), nil
+	phase("profile-guided kernel", start, fmt.Sprintf(": %s, code %s (-O2: %s), bzImage %s (-O2: %s)", hitOrBuilt(kr.Hit),
+		humanBytes(int64(rep.Optimized.Code)), humanBytes(int64(rep.O2.Code)), humanBytes(rep.Optimized.BzImage), humanBytes(rep.O2.BzImage)))
+	return fmt.Sprintf("%d hot and %d cold translation units; code %s -> %s", rep.Hot, rep.Cold,
+		humanBytes(int64(rep.O2.Code)), humanBytes(int64(rep.Optimized.Code))), nil
 }
 
 // sizeVariants builds the other kernels of the size report, each through

@@ -83,8 +83,8 @@ func TestRedisPGO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Equal(o2, opt) || p.Optimized.Text == p.O2.Text {
-		t.Errorf("the profile-guided vmlinux is the -O2 one (.text %d and %d bytes)", p.Optimized.Text, p.O2.Text)
+	if bytes.Equal(o2, opt) || p.Optimized.Code == p.O2.Code {
+		t.Errorf("the profile-guided vmlinux is the -O2 one (code %d and %d bytes)", p.Optimized.Code, p.O2.Code)
 	}
 	differ, same := compareObjects(t, out, log)
 	if differ["hot"] == 0 || differ["cold"] == 0 || differ["hot"] < same["hot"] {
@@ -94,8 +94,8 @@ func TestRedisPGO(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify of the profile-guided image: %v", err)
 	}
-	t.Logf("pgo: %d hot, %d cold units (cc log: %d hot, %d cold; code differs from -O2 in %v, same in %v); .text %d -> %d, bzImage %d -> %d; %s",
-		p.Hot, p.Cold, hot, cold, differ, same, p.O2.Text, p.Optimized.Text, p.O2.BzImage, p.Optimized.BzImage, res.Summary())
+	t.Logf("pgo: %d hot, %d cold units (cc log: %d hot, %d cold; code differs from -O2 in %v, same in %v); code %d -> %d, bzImage %d -> %d; %s",
+		p.Hot, p.Cold, hot, cold, differ, same, p.O2.Code, p.Optimized.Code, p.O2.BzImage, p.Optimized.BzImage, res.Summary())
 	checkShaken(t, out, rep)
 }
 

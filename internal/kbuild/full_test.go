@@ -242,7 +242,7 @@ func checkOutput(t *testing.T, dir string, tree *ksrc.Tree, res *kbuild.Result) 
 			t.Errorf("build.json %s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
-	if meta.Vmlinux.Text < 500_000 || meta.Toolchain.GCC == "" || len(meta.Commands) != 2 || !strings.Contains(meta.Commands[1], "bzImage") {
+	if meta.Vmlinux.Text < 500_000 || meta.Vmlinux.Code < 100_000 || meta.Vmlinux.Code > meta.Vmlinux.Text || meta.Toolchain.GCC == "" || len(meta.Commands) != 2 || !strings.Contains(meta.Commands[1], "bzImage") {
 		t.Errorf("build.json incomplete: vmlinux %+v, toolchain %+v, commands %q", meta.Vmlinux, meta.Toolchain, meta.Commands)
 	}
 	if size, err := exec.Command("size", filepath.Join(dir, "vmlinux")).Output(); err == nil {

@@ -228,6 +228,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 
 	if meta, err := readMeta(result); err == nil {
 		meta.Hit, meta.MakeRun = true, false
+		if meta.Vmlinux.Code == 0 { // an entry from before Sizes had Code
+			if s, err := ELFSizes(filepath.Join(result, "vmlinux")); err == nil {
+				meta.Vmlinux = s
+			}
+		}
 		say("kernel %s: cache hit (%s)", key, result)
 		if err := install(opts.OutDir, result, &meta, start); err != nil {
 			return nil, err
