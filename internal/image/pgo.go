@@ -196,16 +196,17 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	}
 	meta := kr.Meta
 	b.report.Kernel, b.report.KernelBytes = &meta, meta.BzImageBytes
+	phase("profile-guided kernel", start, fmt.Sprintf(": %s, code %s (-O2: %s), bzImage %s (-O2: %s)", hitOrBuilt(kr.Hit),
+		humanBytes(int64(rep.Optimized.Code)), humanBytes(int64(rep.O2.Code)), humanBytes(rep.Optimized.BzImage), humanBytes(rep.O2.BzImage)))
 	if b.opts.SizeReport {
 		hot := popts
 		hot.Env = []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGOHot, pgo.EnvProfile + "=" + profDir, pgo.EnvExclude + "=" + excl}
 		hot.KeyExtra = append([]string{"pgo-hot"}, popts.KeyExtra[1:]...)
+		// Each variant's time is its own row of the report, not the phase's.
 		if err := b.sizeVariants(ctx, tree, base, hot, tmp); err != nil {
 			return "", err
 		}
 	}
-	phase("profile-guided kernel", start, fmt.Sprintf(": %s, code %s (-O2: %s), bzImage %s (-O2: %s)", hitOrBuilt(kr.Hit),
-		humanBytes(int64(rep.Optimized.Code)), humanBytes(int64(rep.O2.Code)), humanBytes(rep.Optimized.BzImage), humanBytes(rep.O2.BzImage)))
 	return fmt.Sprintf("%d hot and %d cold translation units; code %s -> %s", rep.Hot, rep.Cold,
 		humanBytes(int64(rep.O2.Code)), humanBytes(int64(rep.Optimized.Code))), nil
 }
