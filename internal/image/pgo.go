@@ -97,9 +97,7 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	if rep.O2, err = kernelSizes(b.stage, KernelFile, VmlinuxFile); err != nil {
-		return "", err
-	}
+	rep.O2 = metaSizes(*b.report.Kernel)
 	tmp, err := os.MkdirTemp(b.stage, "pgo-")
 	if err != nil {
 		return "", err
@@ -191,9 +189,7 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("building the profile-guided kernel: %w", err)
 	}
-	if rep.Optimized, err = kernelSizes(b.stage, KernelFile, VmlinuxFile); err != nil {
-		return "", err
-	}
+	rep.Optimized = metaSizes(kr.Meta)
 	meta := kr.Meta
 	b.report.Kernel, b.report.KernelBytes = &meta, meta.BzImageBytes
 	phase("profile-guided kernel", start, fmt.Sprintf(": %s, code %s (-O2: %s), bzImage %s (-O2: %s)", hitOrBuilt(kr.Hit),
@@ -239,14 +235,11 @@ func (b *builder) sizeVariants(ctx context.Context, tree *ksrc.Tree, base []byte
 		start := time.Now()
 		fmt.Fprintf(b.opts.Progress, "      pgo: size report: building the %s kernel\n", v.name)
 		v.opts.OutDir = filepath.Join(tmp, fmt.Sprintf("variant-%d", i))
-		if _, err := kbuild.Build(ctx, v.opts); err != nil {
+		res, err := kbuild.Build(ctx, v.opts)
+		if err != nil {
 			return fmt.Errorf("size report: building the %s kernel: %w", v.name, err)
 		}
-		ks, err := kernelSizes(v.opts.OutDir, "bzImage", "vmlinux")
-		if err != nil {
-			return err
-		}
-		rep.Variants = append(rep.Variants, Variant{Name: v.name, KernelSizes: ks, Seconds: time.Since(start).Seconds()})
+		rep.Variants = append(rep.Variants, Variant{Name: v.name, KernelSizes: metaSizes(res.Meta), Seconds: time.Since(start).Seconds()})
 		os.RemoveAll(v.opts.OutDir)
 	}
 	return nil
@@ -341,15 +334,9 @@ func unpackProfile(data []byte, buildDir, cache string) (string, string, error) 
 	return dir, sum, nil
 }
 
-func kernelSizes(dir, bz, vmlinux string) (KernelSizes, error) {
-	var ks KernelSizes
-	fi, err := os.Stat(filepath.Join(dir, bz))
-	if err != nil {
-		return ks, err
-	}
-	ks.BzImage = fi.Size()
-	ks.Sizes, err = kbuild.ELFSizes(filepath.Join(dir, vmlinux))
-	return ks, err
+// metaSizes are the sizes kbuild measured when it built the kernel.
+func metaSizes(m kbuild.Meta) KernelSizes {
+	return KernelSizes{Sizes: m.Vmlinux, BzImage: m.BzImageBytes}
 }
 
 func fileSum(path string) (string, error) {
