@@ -1,6 +1,9 @@
 GO ?= go
 # Real kernel builds and boots under TCG take minutes: the full tier gets a long timeout.
 TEST_TIMEOUT ?= 85m
+# staticcheck, pinned; make deps installs it under .tools/ (one dir per version).
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := .tools/$(STATICCHECK_VERSION)/staticcheck
 
 .PHONY: all bespoke deps test test-short vet demo e2e-all apps-table
 
@@ -12,19 +15,27 @@ bespoke:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/bespoke-guest-trace ./cmd/bespoke-guest-trace
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bespoke-cc ./cmd/bespoke-cc
 
-deps:
+deps: $(STATICCHECK)
 	./scripts/deps.sh
 
-vet:
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+vet: $(STATICCHECK)
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 # The whole suite, real kernel builds and QEMU boots included. -p 1: one
 # package at a time, so that kernel builds do not share the 2 cores and each
 # can continue the nearest earlier build dir (Kbuild recompiles only what a
-# config change touches) instead of starting a fresh one.
+# config change touches) instead of starting a fresh one. Then the kernels
+# the run built, checked against the budget of kernel objects
+# (testkernel.Budget; README, Testing).
 test: deps vet
-	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@start=$$(date +%s); \
+	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./... && \
+	$(GO) run ./internal/testkernel/budget -since $$start
 
 # All six example applications built, booted, benchmarked and verified,
 # and the redis example with a profile-guided kernel.

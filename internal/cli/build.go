@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,12 +39,13 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.Name, "name", "", "the image name (default: the program's base name)")
 	fs.StringVar(&f.Ready, "ready", "", "when the program is ready: tcp:PORT or log:REGEX")
 	fs.StringVar(&f.Workload, "workload", "", "a shell command run against the ready program ({host} and {port} are filled in)")
-	fs.Var(&ports, "port", "a guest port the program serves, e.g. 6379 or 53/udp (repeatable)")
-	fs.Var(&envs, "e", "K=V added to the program's environment (repeatable)")
+	fs.Var(&ports, "port", "a guest port the program serves, e.g. 6379 or 53/udp (repeatable; with -f, added to the spec's)")
+	fs.Var(&ports, "p", "short for --port")
+	fs.Var(&envs, "e", "K=V added to the program's environment (repeatable; with -f, sets K over the spec's)")
 	fs.StringVar(&f.User, "user", "", "the user the program runs as (default root)")
 	fs.StringVar(&f.Workdir, "workdir", "", "the program's working directory in the guest")
-	fs.Var(&include, "include", "a host path to copy into the image (repeatable)")
-	fs.Var(&exclude, "exclude", "a glob of guest paths never copied (repeatable)")
+	fs.Var(&include, "include", "a host path to copy into the image (repeatable; with -f, added to the spec's)")
+	fs.Var(&exclude, "exclude", "a glob of guest paths never copied (repeatable; with -f, added to the spec's)")
 	fs.StringVar(&f.Target, "target", "", "qemu-microvm (default), qemu-pc or firecracker")
 	fs.StringVar(&f.Memory, "m", "", "guest memory, e.g. 256M")
 	fs.IntVar(&f.CPUs, "cpus", 0, "guest CPUs")
@@ -64,8 +66,15 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	if len(pos) > 0 {
 		return usageErrorf("unexpected argument %q: put the program after -- (bespoke build -- PROGRAM ARGS) or use -f bespoke.yaml", pos[0])
 	}
+	set := visited(fs)
+	if err := checkBuildFlags(set, f); err != nil {
+		return err
+	}
 	f.Ports, f.Env, f.Include, f.Exclude = ports, envs, include, exclude
-	var sp *spec.Spec
+	var (
+		sp        *spec.Spec
+		fromFlags []string
+	)
 	switch {
 	case file != "" && len(rest) > 0:
 		return usageErrorf("give either -f SPEC or a program after --, not both")
@@ -73,9 +82,13 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		if sp, err = spec.Load(file); err != nil {
 			return err
 		}
+		// A flag beside -f overrides the file's field (docs/spec.md).
+		if fromFlags, err = f.Override(sp); err != nil {
+			return usageErrorf("%v", err)
+		}
 	case len(rest) > 0:
 		if sp, err = spec.FromArgs(f, rest); err != nil {
-			return err
+			return usageErrorf("%v", err)
 		}
 	default:
 		return usageErrorf("nothing to build: give -f bespoke.yaml, or the program after -- (bespoke build --ready tcp:6379 -- redis-server)")
@@ -92,6 +105,12 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 			return usageErrorf("--march %q: want a GCC -march value, e.g. x86-64-v3 or native", march)
 		}
 		sp.Kernel.March = march
+	}
+	if set["accel"] && noBoot && sp.Kernel.Opt != spec.OptPGO {
+		return usageErrorf("--accel chooses the accelerator of the smoke boot, and --no-boot skips it: drop one of them")
+	}
+	if sizeReport && sp.Kernel.Opt != spec.OptPGO {
+		return usageErrorf("--size-report reports the variants of a profile-guided kernel: add --optimize pgo (the spec's kernel.opt is %s)", sp.Kernel.Opt)
 	}
 	if shake || len(keepSyscalls) > 0 {
 		sp.Kernel.ShakeSyscalls = true
@@ -116,6 +135,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		Jobs:       jobs,
 		KernelFrom: kernelFrom,
 		SizeReport: sizeReport,
+		FromFlags:  fromFlags,
 	}
 	if manifestPath != "" {
 		if opts.Manifest, err = manifest.ReadFile(manifestPath); err != nil {
@@ -129,4 +149,28 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintln(env.Stdout, out)
 	_ = rep
 	return nil
+}
+
+// checkBuildFlags refuses flags that are out of range or given together
+// in a way that would leave one of them without an effect: bespoke build
+// never drops a flag silently.
+func checkBuildFlags(set map[string]bool, f spec.Flags) error {
+	if set["cpus"] && f.CPUs < 1 {
+		return usageErrorf("--cpus %d: want 1 or more", f.CPUs)
+	}
+	if set["kernel-from"] {
+		for _, name := range []string{"optimize", "march", "shake-syscalls", "keep-syscalls", "size-report", "j"} {
+			if set[name] {
+				return usageErrorf("--%s configures the kernel build, and --kernel-from reuses another image's kernel: drop one of them", name)
+			}
+		}
+	}
+	return nil
+}
+
+// visited returns the names of the flags given on the command line.
+func visited(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
 }

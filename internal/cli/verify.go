@@ -35,6 +35,13 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	if f.maxRounds < 1 {
 		return usageErrorf("--max-rounds %d: want 1 or more", f.maxRounds)
 	}
+	// Without --fix there is one round and no rebuild: these would do nothing.
+	set := visited(fs)
+	for _, name := range []string{"max-rounds", "j"} {
+		if set[name] && !f.fix {
+			return usageErrorf("--%s applies to --fix (its rounds and kernel rebuilds): add --fix or drop it", name)
+		}
+	}
 	res, err := verify.Run(ctx, verify.Options{
 		ImageDir: pos[0], Fix: f.fix, MaxRounds: f.maxRounds, NoTrace: f.noTrace,
 		Accel: f.accel, Jobs: f.jobs, Progress: env.Stderr,

@@ -13,43 +13,41 @@ import (
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
 
-// apps are the example applications with the command each needs on the
-// host. The full tier builds the first ones; BESPOKE_E2E_ALL=1 (make
-// e2e-all) builds all six.
+// apps are the example applications beside redis, with the commands each
+// needs on the host.
 var apps = []struct {
 	name  string
 	tools []string
-	all   bool // only with BESPOKE_E2E_ALL
 }{
-	{"nginx", []string{"nginx", "wrk"}, false},
-	{"postgresql", []string{"/usr/lib/postgresql/15/bin/postgres", "pgbench"}, false},
-	{"memcached", []string{"memcached", "memcaslap"}, true},
-	{"apache2", []string{"apache2", "ab"}, true},
-	{"mariadb", []string{"mariadbd", "sysbench"}, true},
+	{"nginx", []string{"nginx", "wrk"}},
+	{"postgresql", []string{"/usr/lib/postgresql/15/bin/postgres", "pgbench"}},
+	{"memcached", []string{"memcached", "memcaslap"}},
+	{"apache2", []string{"apache2", "ab"}},
+	{"mariadb", []string{"mariadbd", "sysbench"}},
 }
 
 // TestAppImages builds each example into an image and checks, end to end:
 // the workload passed against the image with zero errors (each example's
 // workload fails on a client error), as it did on the host while tracing;
 // the program shut down cleanly (exit 0 after its stop signal); and
-// bespoke verify passes.
+// bespoke verify passes. Under make test every image reuses the shared
+// test kernel (their own kernels would be five more builds of 6-11
+// minutes each); make e2e-all builds each one's own.
 func TestAppImages(t *testing.T) {
 	testenv.Command(t, "qemu-system-x86_64")
 	testenv.File(t, ksrc.DefaultSource)
 	for _, app := range apps {
 		t.Run(app.name, func(t *testing.T) {
-			if app.all {
-				testenv.E2EAll(t, "one of the six")
-			}
 			for _, tool := range app.tools {
 				testenv.Command(t, tool)
 			}
+			kernel := sharedKernelFrom(t)
 			sp, err := spec.Load(filepath.Join("../../examples", app.name, spec.FileName))
 			if err != nil {
 				t.Fatal(err)
 			}
 			out := filepath.Join(t.TempDir(), app.name+".image")
-			rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
+			rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, Progress: testWriter{t}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -151,6 +151,9 @@ type Options struct {
 	// Fixes are added to what the spec asks for; nil means the fixes of
 	// the image already in Out, if any (see FixesFile).
 	Fixes *Fixes
+	// FromFlags names the spec fields that command-line flags set over
+	// the spec file's (spec.Flags.Override), for the build log.
+	FromFlags []string
 }
 
 // Report is report.json: what the image holds and what building it took.
@@ -290,6 +293,11 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("building image: %w", err)
 	}
 	defer b.log.Close()
+	if len(opts.FromFlags) > 0 {
+		line := fmt.Sprintf("spec %s, with %s from the command line\n", b.sp.File, strings.Join(opts.FromFlags, ", "))
+		fmt.Fprint(b.log, line)
+		fmt.Fprint(opts.Progress, line)
+	}
 	// The log's final path, named in every error.
 	logPath := filepath.Join(opts.Out, BuildLogFile)
 	if err := b.run(ctx); err != nil {
@@ -711,10 +719,14 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 			}
 			b.report.Syscalls = sh
 		}
-		if data, err := os.ReadFile(filepath.Join(from, vm.ImageFile)); err == nil {
-			var img vm.Image
-			if json.Unmarshal(data, &img) == nil {
-				b.march = img.March
+	}
+	if data, err := os.ReadFile(filepath.Join(from, vm.ImageFile)); err == nil {
+		var img vm.Image
+		if json.Unmarshal(data, &img) == nil {
+			b.march = img.March
+			if img.Target != "" && img.Target != b.sp.Target {
+				return "", fmt.Errorf("the kernel of %s is configured for %s, and this image targets %s: build its own kernel (without --kernel-from), or reuse a %s image's",
+					from, img.Target, b.sp.Target, b.sp.Target)
 			}
 		}
 	}

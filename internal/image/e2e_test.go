@@ -1,9 +1,12 @@
 package image_test
 
 // Full-tier tests: real traces, a real kernel build, real QEMU boots. The
-// redis image is built once (its kernel takes minutes under a cold cache);
-// the other images reuse its kernel with KernelFrom, since their subject is
-// not the kernel config.
+// redis image is built once, through the whole pipeline, with the options
+// of the shared test kernel added to its spec (testkernel.Enable), so that
+// its kernel is the one every full-tier test shares (minutes to build
+// under a cold cache); the other images reuse it with KernelFrom, since
+// their subject is not the kernel config. make e2e-all builds each
+// example's own kernel.
 
 import (
 	"bytes"
@@ -26,6 +29,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/testkernel"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -48,7 +52,7 @@ func redisImageB(t testing.TB) (string, *image.Report) {
 	testenv.Command(t, "redis-server")
 	testenv.File(t, ksrc.DefaultSource)
 	redis.once.Do(func() {
-		sp, err := spec.Load("../../examples/redis/bespoke.yaml")
+		sp, err := redisSpec(vm.TargetMicrovm)
 		if err != nil {
 			redis.err = err
 			return
@@ -69,6 +73,21 @@ func redisImageB(t testing.TB) (string, *image.Report) {
 		t.Fatalf("building the redis image: %v", redis.err)
 	}
 	return redis.dir, redis.rep
+}
+
+// redisSpec is the redis example for target with the shared test
+// kernel's options (testkernel.EnableFor), so that its kernel is the
+// shared one of target.
+func redisSpec(target string) (*spec.Spec, error) {
+	sp, err := spec.Load("../../examples/redis/bespoke.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := (spec.Flags{Target: target}).Override(sp); err != nil {
+		return nil, err
+	}
+	sp.Kernel.Enable = append(sp.Kernel.Enable, testkernel.EnableFor(target)...)
+	return sp, nil
 }
 
 func TestMain(m *testing.M) {
@@ -105,6 +124,13 @@ func TestRedisImage(t *testing.T) {
 	}
 	t.Logf("redis image: kernel %d B (%d =y), initramfs %d B, total %d B; boot /init %.2fs (guest %.2fs), ready %.2fs",
 		rep.KernelBytes, rep.KernelSymbols, rep.InitramfsBytes, rep.TotalBytes, rep.Boot.InitHost, rep.Boot.InitGuest, rep.Boot.ReadyHost)
+	// Its kernel is the shared one: the redis example's options are among
+	// testkernel.Enable. Were they not, every run would build one more
+	// kernel.
+	if k := testkernel.Build(t, vm.TargetMicrovm); k.Meta.Key != rep.Kernel.Key {
+		t.Errorf("the redis image's kernel %s is not the shared test kernel %s: add what the redis example asks for (bespoke features) to testkernel.Enable",
+			rep.Kernel.Key, k.Meta.Key)
+	}
 
 	// Boot it again and talk to redis through the forwarded port.
 	var got string
@@ -133,6 +159,48 @@ func TestRedisImage(t *testing.T) {
 	}
 	if !res.Stopped {
 		t.Errorf("the VM ended by itself (exit %d), want it stopped after the check", res.ExitCode)
+	}
+}
+
+// TestRedisPC: the redis example with --target qemu-pc: its kernel is
+// configured for -M pc (virtio over PCI, from the qemu-pc base), and the
+// image boots there and passes its workload through virtio-net-pci. Its
+// kernel continues the shared qemu-microvm kernel's build dir, from which
+// it differs in the virtio-mmio options alone (testkernel.EnableFor).
+func TestRedisPC(t *testing.T) {
+	redisImage(t) // the qemu-microvm kernel's build dir comes first
+	sp, err := redisSpec(vm.TargetPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "redis-pc.image")
+	start := time.Now()
+	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkernel.Log(t, "shared qemu-pc test kernel, by the pipeline", *rep.Kernel, time.Since(start))
+	if rep.Target != vm.TargetPC || rep.Workload == nil || rep.Workload.ExitCode != 0 {
+		t.Fatalf("qemu-pc image: target %s, workload %+v; want the workload passed on qemu-pc", rep.Target, rep.Workload)
+	}
+	if rep.Boot.StopExitCode == nil || *rep.Boot.StopExitCode != 0 {
+		t.Errorf("redis did not shut down cleanly on qemu-pc: %+v", rep.Boot)
+	}
+	cfg, err := os.ReadFile(filepath.Join(out, image.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sym, want := range map[string]bool{"PCI": true, "VIRTIO_PCI": true, "VIRTIO_MMIO": false} {
+		if got := bytes.Contains(cfg, []byte("\nCONFIG_"+sym+"=y\n")); got != want {
+			t.Errorf("the qemu-pc kernel's CONFIG_%s=y: %v, want %v", sym, got, want)
+		}
+	}
+	argv, err := vm.Command(vm.Config{ImageDir: out, Accel: vm.AccelTCG})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd := vm.ShellQuote(argv); !strings.Contains(cmd, "-M pc ") || !strings.Contains(cmd, "virtio-net-pci") {
+		t.Errorf("QEMU command line for the qemu-pc image: %s\nwant -M pc and virtio-net-pci", cmd)
 	}
 }
 
@@ -183,14 +251,11 @@ func TestRedisKernelCacheHit(t *testing.T) {
 }
 
 // TestGoHTTPImage builds a static Go server (no shared libraries) into an
-// image and fetches a page through -p. It builds its own kernel: the Go
-// runtime and net package use options the redis kernel lacks (IPv6, MPTCP,
-// cgroups), which --kernel-from refuses, and CGROUPS alone recompiles
-// nearly every object (about 10 minutes on 2 cores): make e2e-all runs it,
-// and make test checks bespoke run -p on the redis image
-// (TestRunPortForward).
+// image and fetches a page through bespoke run -p. Under make test it
+// reuses the shared kernel (its options, CGROUPS, IPV6 and MPTCP among
+// them, are in testkernel.Enable); make e2e-all builds its own.
 func TestGoHTTPImage(t *testing.T) {
-	testenv.E2EAll(t, "the static Go server")
+	kernel := sharedKernelFrom(t)
 	bin := filepath.Join(t.TempDir(), "gohttp")
 	build := exec.Command("go", "build", "-o", bin, "../../examples/gohttp")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -202,7 +267,7 @@ func TestGoHTTPImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "gohttp.image")
-	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
+	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, Progress: testWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +282,20 @@ func TestGoHTTPImage(t *testing.T) {
 	if !strings.Contains(body, "hello from bespoke gohttp on gohttp") {
 		t.Errorf("page = %q, want the gohttp greeting with the image's hostname\nstderr:\n%s", body, stderr)
 	}
+}
+
+// sharedKernelFrom returns the image whose kernel an application test
+// reuses: the redis image's, the shared test kernel, under make test;
+// none under make e2e-all, which builds each application's own kernel.
+func sharedKernelFrom(t *testing.T) string {
+	t.Helper()
+	if os.Getenv(testenv.E2EAllEnv) != "" {
+		t.Log("kernel: the application's own (make e2e-all)")
+		return ""
+	}
+	dir, rep := redisImage(t)
+	t.Logf("kernel: the shared qemu-microvm test kernel %s, from the redis image", rep.Kernel.Key)
+	return dir
 }
 
 // TestExitStatus: a program that exits 3 makes bespoke run exit 3.

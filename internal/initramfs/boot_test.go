@@ -13,6 +13,8 @@ import (
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/testkernel"
+	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
 // TestInitBinary builds the guest init from this module's source (the
@@ -52,16 +54,13 @@ func TestInitBinary(t *testing.T) {
 	}
 }
 
-// TestBootShell boots the guest init under QEMU with the kernel named by
-// $BESPOKE_TEST_KERNEL (a bzImage built by bespoke with RD_XZ), running
-// /bin/sh as the program. The image package's end-to-end test boots the
-// images bespoke builds; this one exercises the init alone.
+// TestBootShell boots the guest init under QEMU with the shared test
+// kernel (testkernel; a cache hit under make test), running /bin/sh as
+// the program. The image package's end-to-end test boots the images
+// bespoke builds; this one exercises the init alone.
 func TestBootShell(t *testing.T) {
 	qemu := testenv.Command(t, "qemu-system-x86_64")
-	kernel := os.Getenv("BESPOKE_TEST_KERNEL")
-	if kernel == "" {
-		t.Skip("set BESPOKE_TEST_KERNEL to a bespoke-built bzImage (microvm) to boot the init alone")
-	}
+	kernel := testkernel.Build(t, vm.TargetMicrovm).BzImage()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	init, err := InitBinary(ctx, t.TempDir())
@@ -132,10 +131,7 @@ func TestBootShell(t *testing.T) {
 // the init must print the error marker and exit code 125, and end the VM.
 func TestBootInitError(t *testing.T) {
 	qemu := testenv.Command(t, "qemu-system-x86_64")
-	kernel := os.Getenv("BESPOKE_TEST_KERNEL")
-	if kernel == "" {
-		t.Skip("set BESPOKE_TEST_KERNEL to a bespoke-built bzImage (microvm) to boot the init alone")
-	}
+	kernel := testkernel.Build(t, vm.TargetMicrovm).BzImage()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	init, err := InitBinary(ctx, t.TempDir())

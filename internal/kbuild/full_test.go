@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/kbuild"
-	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/testkernel"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -31,16 +31,17 @@ func (w tLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// testConfig is the kernel of the full tier's kbuild test: the qemu-microvm
-// base with the network, the same config internal/vm's boot tests build,
-// so that theirs is a cache hit after this one (each costs minutes).
+// testConfig is the kernel of the full tier's kbuild test: the shared
+// qemu-microvm test kernel (testkernel), so that under make test this
+// test's first build is a cache hit after internal/image's tests, and
+// every test of the run boots one kernel.
 func testConfig(t *testing.T, ctx context.Context, tree *ksrc.Tree) []byte {
 	t.Helper()
-	res, err := kconfig.Generate(ctx, kconfig.Options{Tree: tree, Target: vm.TargetMicrovm, Net: true})
+	cfg, err := testkernel.Config(ctx, tree, vm.TargetMicrovm)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res.Data
+	return cfg
 }
 
 // newestObject returns the latest modification time of the .o files in dir.
@@ -94,8 +95,8 @@ func TestBuildRealKernel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("building the small kernel: %v", err)
 	}
-	t.Logf("first build: %s, hit=%v, objects=%d, bzImage %d bytes, %d =y", time.Since(start).Round(time.Second),
-		res.Hit, res.Meta.ObjectsCompiled, res.Meta.BzImageBytes, res.Meta.EnabledY)
+	testkernel.Log(t, "shared qemu-microvm test kernel", res.Meta, time.Since(start))
+	t.Logf("first build: bzImage %d bytes, %d =y", res.Meta.BzImageBytes, res.Meta.EnabledY)
 	checkOutput(t, out1, tree, res)
 
 	// 2. The same config again: a hit, make not run, no object touched.

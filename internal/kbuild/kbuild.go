@@ -408,6 +408,24 @@ func dropped(input, final []byte) []string {
 	return d
 }
 
+// Builds returns the metadata of every finished build in the cache (its
+// result dirs), in no particular order.
+func Builds(cacheDir string) ([]Meta, error) {
+	dirs, err := filepath.Glob(filepath.Join(cacheDir, "kbuild", "*", metaFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []Meta
+	for _, p := range dirs {
+		m, err := readMeta(filepath.Dir(p))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
 func readMeta(dir string) (Meta, error) {
 	var m Meta
 	b, err := os.ReadFile(filepath.Join(dir, metaFile))

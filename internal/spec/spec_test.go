@@ -339,6 +339,87 @@ func TestFromArgs(t *testing.T) {
 	}
 }
 
+// TestOverride: each flag given beside a spec file sets its field; single
+// values replace the file's, lists add to it.
+func TestOverride(t *testing.T) {
+	const file = `name: redis
+cmd: redis-server --port {port}
+env: {A: from-file, B: kept}
+ports: [6379]
+ready: tcp:6379
+workload: redis-benchmark -p {port}
+include: [data]
+exclude: ["*.pyc"]
+user: {name: redis, uid: 100}
+memory: 256M
+`
+	dir := t.TempDir()
+	load := func(t *testing.T) *Spec {
+		sp, err := Parse(filepath.Join(dir, "bespoke.yaml"), []byte(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	wd := t.TempDir()
+	for _, tc := range []struct {
+		flags Flags
+		key   string
+		check func(*Spec) any
+		want  any
+	}{
+		{Flags{Name: "cache"}, "name", func(sp *Spec) any { return sp.Name }, "cache"},
+		{Flags{Ready: "log:Ready to accept"}, "ready", func(sp *Spec) any { return sp.Ready }, Ready{Kind: ReadyLog, Regex: "Ready to accept"}},
+		{Flags{Workload: "true"}, "workload", func(sp *Spec) any { return sp.Workload }, "true"},
+		{Flags{Ports: []string{"6379", "53/udp"}}, "ports", func(sp *Spec) any { return sp.Ports }, []Port{{53, "udp"}, {6379, "tcp"}}},
+		{Flags{Env: []string{"A=from-flag", "C=new"}}, "env", func(sp *Spec) any { return sp.Env },
+			map[string]string{"A": "from-flag", "B": "kept", "C": "new"}},
+		{Flags{User: "nobody"}, "user", func(sp *Spec) any { return *sp.User }, User{Name: "nobody"}},
+		{Flags{Workdir: "/srv"}, "workdir", func(sp *Spec) any { return sp.Workdir }, "/srv"},
+		{Flags{Include: []string{"extra", "/etc/hosts"}, Dir: wd}, "include", func(sp *Spec) any { return sp.Include },
+			[]string{filepath.Join(dir, "data"), filepath.Join(wd, "extra"), "/etc/hosts"}},
+		{Flags{Exclude: []string{"/usr/share/doc"}}, "exclude", func(sp *Spec) any { return sp.Exclude }, []string{"*.pyc", "/usr/share/doc"}},
+		{Flags{Target: TargetPC}, "target", func(sp *Spec) any { return sp.Target }, TargetPC},
+		{Flags{Memory: "1G"}, "memory", func(sp *Spec) any { return sp.MemoryMB }, 1024},
+		{Flags{CPUs: 2}, "cpus", func(sp *Spec) any { return sp.CPUs }, 2},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			sp := load(t)
+			set, err := tc.flags.Override(sp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{tc.key}, set); diff != "" {
+				t.Errorf("fields set (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, tc.check(sp), ignoreUnexported); diff != "" {
+				t.Errorf("%s after the flag (-want +got):\n%s", tc.key, diff)
+			}
+			if tc.key != "name" && sp.Name != "redis" || tc.key != "memory" && sp.MemoryMB != 256 {
+				t.Errorf("a flag for %s changed other fields: name %q, memory %d", tc.key, sp.Name, sp.MemoryMB)
+			}
+		})
+	}
+
+	sp := load(t)
+	if set, err := (Flags{}).Override(sp); err != nil || set != nil {
+		t.Errorf("no flags: set %v, %v; want nothing set", set, err)
+	}
+	for _, tc := range []struct {
+		flags Flags
+		want  string
+	}{
+		{Flags{Target: "kvm"}, `with the flags (target): ` + filepath.Join(dir, "bespoke.yaml")},
+		{Flags{Ready: "tcp:x"}, `--ready: bad ready "tcp:x"`},
+		{Flags{Memory: "1T"}, `--memory: bad memory "1T"`},
+		{Flags{CPUs: 100}, `bad cpus 100`},
+	} {
+		if _, err := tc.flags.Override(load(t)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Override(%+v): got error %v, want one containing %q", tc.flags, err, tc.want)
+		}
+	}
+}
+
 func TestSplitCommand(t *testing.T) {
 	for _, tc := range []struct {
 		in      string

@@ -55,7 +55,7 @@ func parseReady(s string) (r Ready, placeholder string, err error) {
 		return r, "", nil
 	case ok && kind == ReadyLog:
 		if v == "" {
-			return r, "", fmt.Errorf("bad ready %q: give a regular expression after log:", s)
+			return r, "", fmt.Errorf("bad ready %q: want log:REGEX with a regular expression", s)
 		}
 		if _, err := regexp.Compile(v); err != nil {
 			return r, "", fmt.Errorf("bad ready %q: %v", s, err)

@@ -65,8 +65,6 @@ var (
 	nrArchPrctl  = mustNumber("arch_prctl")
 	nrMkdir      = mustNumber("mkdir")
 	nrMkdirat    = mustNumber("mkdirat")
-	nrClone      = mustNumber("clone")
-	nrClone3     = mustNumber("clone3")
 	// Credential changes: the argument indexes that are user ids (uid) or
 	// group ids (gid).
 	credArgs = map[int]struct{ uid, gid []int }{

@@ -217,13 +217,6 @@ func (t *tracer) kill(sig unix.Signal) {
 	}
 }
 
-// alive reports how many tasks are traced.
-func (t *tracer) alive() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.live)
-}
-
 func (t *tracer) resume(tk *task, sig unix.Signal) {
 	req := unix.PTRACE_SYSCALL
 	if t.seccomp && !tk.wantExit {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"github.com/bespoke-os/bespoke/internal/image"
@@ -21,6 +22,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/testkernel"
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
 
@@ -31,10 +33,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// redisUnix builds Redis listening on TCP and on a Unix socket: its kernel
-// needs CONFIG_UNIX, which the plain redis example's kernel lacks, so the
-// faulty kernel below is the redis example's (a cache hit after
-// internal/image's tests).
+// redisUnix builds Redis listening on TCP and on a Unix socket, with the
+// shared test kernel (its spec asks for testkernel.Enable, CONFIG_UNIX
+// among them: a cache hit after internal/image's tests).
 func redisUnix(t *testing.T) string {
 	testenv.Command(t, "qemu-system-x86_64")
 	testenv.Command(t, "redis-server")
@@ -50,6 +51,7 @@ workload_timeout: 2m
 	if err != nil {
 		t.Fatal(err)
 	}
+	sp.Kernel.Enable = testkernel.EnableFor(sp.Target)
 	out := filepath.Join(t.TempDir(), "redis-unix.image")
 	if _, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}}); err != nil {
 		t.Fatal(err)
@@ -137,9 +139,12 @@ func disableOption(t *testing.T, dir, sym string) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "kernel")
-	if _, err := kbuild.Build(ctx, kbuild.Options{Tree: tree, Config: res.Data, OutDir: out, CacheDir: cache, Progress: testWriter{t}}); err != nil {
+	start := time.Now()
+	kr, err := kbuild.Build(ctx, kbuild.Options{Tree: tree, Config: res.Data, OutDir: out, CacheDir: cache, Progress: testWriter{t}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	testkernel.Log(t, "the shared test kernel without CONFIG_"+sym, kr.Meta, time.Since(start))
 	for src, dst := range map[string]string{"bzImage": image.KernelFile, ".config": image.ConfigFile} {
 		if err := atomicdir.CopyFile(filepath.Join(out, src), filepath.Join(dir, dst)); err != nil {
 			t.Fatal(err)

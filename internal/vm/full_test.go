@@ -12,10 +12,9 @@ import (
 
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/initramfs"
-	"github.com/bespoke-os/bespoke/internal/kbuild"
-	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/testkernel"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -48,11 +47,10 @@ int main(int argc, char **argv) {
 }
 `
 
-// bootImage builds a real image for target: a kernel from the base
-// configuration with the network (cached by kbuild; internal/kbuild's
-// full test builds the same qemu-microvm kernel first, so under make test
-// this is a cache hit), an initramfs with the guest init and guestProgram
-// as /usr/bin/prog.
+// bootImage builds a real image for target: the shared test kernel of
+// target (testkernel; under make test a cache hit, after internal/image's
+// tests built it), an initramfs with the guest init and guestProgram as
+// /usr/bin/prog.
 func bootImage(t *testing.T, target string) string {
 	t.Helper()
 	testenv.Command(t, "qemu-system-x86_64")
@@ -62,19 +60,7 @@ func bootImage(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := ksrc.Prepare(ctx, "", cache, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := kconfig.Generate(ctx, kconfig.Options{Tree: tree, Target: target, Net: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kdir := t.TempDir()
-	t.Logf("building the %s kernel (cached by config hash; the first build takes minutes)", target)
-	if _, err := kbuild.Build(ctx, kbuild.Options{Tree: tree, Config: cfg.Data, OutDir: kdir}); err != nil {
-		t.Fatal(err)
-	}
+	k := testkernel.Build(t, target)
 
 	root := t.TempDir()
 	src := filepath.Join(t.TempDir(), "prog.c")
@@ -97,7 +83,7 @@ func bootImage(t *testing.T, target string) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	kernel, err := os.ReadFile(filepath.Join(kdir, "bzImage"))
+	kernel, err := os.ReadFile(k.BzImage())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +99,7 @@ func bootImage(t *testing.T, target string) string {
 // -e/-- override, and readiness on a forwarded port (the program listens
 // only one second after it starts: QEMU's forward accepts earlier).
 func TestBootExitStatus(t *testing.T) {
-	for _, target := range []string{vm.TargetMicrovm} {
+	for _, target := range []string{vm.TargetMicrovm, vm.TargetPC} {
 		t.Run(target, func(t *testing.T) {
 			dir := bootImage(t, target)
 			ctx := context.Background()

@@ -1,0 +1,173 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bespoke-os/bespoke/internal/features"
+	"github.com/bespoke-os/bespoke/internal/image"
+	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/bespoke-os/bespoke/internal/spec"
+	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/vm"
+)
+
+// TestBuildFlagConflicts: a flag that would have no effect beside another
+// is a usage error naming it (exit 2), before anything is built.
+func TestBuildFlagConflicts(t *testing.T) {
+	dir := t.TempDir()
+	sp := filepath.Join(dir, spec.FileName)
+	os.WriteFile(sp, []byte("cmd: /bin/true\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kernel-from", dir, "--optimize", "size"}, "--optimize configures the kernel build, and --kernel-from"},
+		{[]string{"--kernel-from", dir, "--march", "x86-64-v3"}, "--march"},
+		{[]string{"--kernel-from", dir, "--shake-syscalls"}, "--shake-syscalls"},
+		{[]string{"--kernel-from", dir, "-j", "4"}, "--j configures"},
+		{[]string{"--size-report"}, "--size-report reports the variants of a profile-guided kernel"},
+		{[]string{"--no-boot", "--accel", "tcg"}, "--accel chooses the accelerator of the smoke boot"},
+		{[]string{"--cpus", "0"}, "--cpus 0: want 1 or more"},
+		{[]string{"--target", "kvm"}, `unknown target "kvm"`},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"build", "-f", sp, "-o", filepath.Join(dir, "out")}, tc.args...)
+		code := Main(context.Background(), args, nil, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("bespoke %q: exit %d, stderr %q; want exit 2 and %q", args, code, stderr.String(), tc.want)
+		}
+	}
+	for _, tc := range [][]string{{"--max-rounds", "2"}, {"-j", "2"}} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"verify", dir}, tc...)
+		if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "applies to --fix") {
+			t.Errorf("bespoke %q: exit %d, stderr %q; want exit 2 and 'applies to --fix'", args, code, stderr.String())
+		}
+	}
+}
+
+// TestBuildFlagsOverrideSpec: every flag of the spec given beside -f is in
+// the image's spec.json, and the build log names the fields the flags set.
+// The image reuses a kernel (--kernel-from a directory holding a .config
+// with the options the program needs) and is not booted: only the spec is
+// under test, and the initramfs is really packed.
+func TestBuildFlagsOverrideSpec(t *testing.T) {
+	testenv.Root(t)
+	dir := t.TempDir()
+	specFile := filepath.Join(dir, spec.FileName)
+	if err := os.WriteFile(specFile, []byte(`name: fromfile
+cmd: /bin/true
+env: {A: file, B: file}
+ports: [7000]
+memory: 256M
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mpath := filepath.Join(dir, "manifest.json")
+	if code, _, stderr := runTraceCLI(t, "-o", mpath, "--", "/bin/true"); code != 0 {
+		t.Fatalf("bespoke trace /bin/true: exit %d\n%s", code, stderr)
+	}
+	m, err := manifest.ReadFile(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := fakeKernelImage(t, m, spec.TargetPC)
+	extra := filepath.Join(dir, "extra.txt")
+	os.WriteFile(extra, []byte("x"), 0o644)
+
+	out := filepath.Join(dir, "out.image")
+	args := []string{"build", "-f", specFile, "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out,
+		"--name", "fromflags", "--ready", "tcp:8080", "--workload", "echo {port}", "-p", "9000", "--port", "53/udp",
+		"-e", "A=flag", "--user", "nobody", "--workdir", "/srv", "--include", extra, "--exclude", "*.pyc",
+		"--target", spec.TargetPC, "-m", "512M", "--cpus", "2"}
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("bespoke %q: exit %d\n%s", args, code, stderr.String())
+	}
+	got, err := image.ReadSpec(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		flag      string
+		got, want any
+	}{
+		{"--name", got.Name, "fromflags"},
+		{"--ready", got.Ready, spec.Ready{Kind: spec.ReadyTCP, Port: 8080}},
+		{"--workload", got.Workload, "echo {port}"},
+		{"-p/--port (added to the file's)", fmt.Sprint(got.Ports), "[53/udp 7000/tcp 8080/tcp 9000/tcp]"},
+		{"-e (over the file's)", fmt.Sprint(got.Env), "map[A:flag B:file]"},
+		{"--user", got.User != nil && got.User.Name == "nobody", true},
+		{"--workdir", got.Workdir, "/srv"},
+		{"--include", fmt.Sprint(got.Include), fmt.Sprint([]string{extra})},
+		{"--exclude", fmt.Sprint(got.Exclude), "[*.pyc]"},
+		{"--target", got.Target, spec.TargetPC},
+		{"-m", got.MemoryMB, 512},
+		{"--cpus", got.CPUs, 2},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: spec.json has %v, want %v", tc.flag, tc.got, tc.want)
+		}
+	}
+	var img vm.Image
+	if data, err := os.ReadFile(filepath.Join(out, vm.ImageFile)); err != nil || json.Unmarshal(data, &img) != nil {
+		t.Fatalf("%s: %v", vm.ImageFile, err)
+	}
+	if img.Target != spec.TargetPC || img.MemoryMB != 512 || img.CPUs != 2 {
+		t.Errorf("image.json: target %s, memory %d, cpus %d; want %s, 512, 2", img.Target, img.MemoryMB, img.CPUs, spec.TargetPC)
+	}
+	log, _ := os.ReadFile(filepath.Join(out, image.BuildLogFile))
+	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, memory, cpus from the command line"
+	if !strings.Contains(string(log), want) {
+		t.Errorf("build log lacks %q:\n%s", want, log)
+	}
+
+	// A kernel configured for another machine is refused, not booted
+	// where it has no devices.
+	args = []string{"build", "-f", specFile, "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out}
+	stderr.Reset()
+	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "configured for qemu-pc, and this image targets qemu-microvm") {
+		t.Errorf("bespoke %q: exit %d, stderr %q; want the target mismatch named", args, code, stderr.String())
+	}
+}
+
+// fakeKernelImage writes an image directory whose kernel files are empty
+// and whose .config enables what the program of m needs, for
+// --kernel-from with --no-boot.
+func fakeKernelImage(t *testing.T, m *manifest.Manifest, target string) string {
+	t.Helper()
+	dir := t.TempDir()
+	rd, err := initramfs.KconfigFor("xz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	for _, sym := range append([]string{"BLK_DEV_INITRD"}, rd...) {
+		fmt.Fprintf(&cfg, "CONFIG_%s=y\n", sym)
+	}
+	for _, r := range features.Required(m) {
+		fmt.Fprintf(&cfg, "CONFIG_%s=y\n", r.Symbol)
+	}
+	files := map[string]string{image.ConfigFile: cfg.String(), image.KernelMeta: "{}"}
+	for _, f := range []string{image.KernelFile, image.VmlinuxFile, image.SystemMapFile} {
+		files[f] = ""
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := &vm.Image{Name: "kernel", Target: target, Kernel: image.KernelFile, Initramfs: image.InitramfsFile}
+	if err := img.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
