@@ -45,11 +45,28 @@ func TestBuildFlagConflicts(t *testing.T) {
 			t.Errorf("bespoke %q: exit %d, stderr %q; want exit 2 and %q", args, code, stderr.String(), tc.want)
 		}
 	}
-	for _, tc := range [][]string{{"--max-rounds", "2"}, {"-j", "2"}} {
+}
+
+// TestFlagsWithoutEffect: run and verify refuse a flag that would do
+// nothing, naming it (exit 2), rather than accept and drop it.
+func TestFlagsWithoutEffect(t *testing.T) {
+	dir := runImageDir(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"verify", dir, "--max-rounds", "2"}, "--max-rounds applies to --fix"},
+		{[]string{"verify", dir, "-j", "2"}, "--j applies to --fix"},
+		{[]string{"verify", dir, "--fix", "--no-trace"}, "--no-trace skips that boot"},
+		{[]string{"run", dir, "--cpus", "0"}, "--cpus 0: want 1 or more"},
+		{[]string{"run", dir, "--timeout", "-5s"}, "--timeout -5s: want a positive duration"},
+		{[]string{"run", dir, "--timeout", "0s"}, "--timeout 0s: want a positive duration"},
+		{[]string{"run", dir, "-n", "--timeout", "1m"}, "--timeout applies to a VM that runs, and -n only prints"},
+		{[]string{"run", dir, "-n", "--log", "x.log"}, "--log applies to a VM that runs"},
+	} {
 		var stdout, stderr bytes.Buffer
-		args := append([]string{"verify", dir}, tc...)
-		if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "applies to --fix") {
-			t.Errorf("bespoke %q: exit %d, stderr %q; want exit 2 and 'applies to --fix'", args, code, stderr.String())
+		if code := Main(context.Background(), tc.args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("bespoke %q: exit %d, stderr %q; want exit 2 and %q", tc.args, code, stderr.String(), tc.want)
 		}
 	}
 }

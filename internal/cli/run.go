@@ -68,8 +68,20 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 			return usageErrorf("-m: %v", err)
 		}
 	}
-	if f.cpus < 0 {
+	set := visited(fs)
+	if f.cpus < 0 || set["cpus"] && f.cpus == 0 {
 		return usageErrorf("--cpus %d: want 1 or more", f.cpus)
+	}
+	if f.timeout < 0 || set["timeout"] && f.timeout == 0 {
+		return usageErrorf("--timeout %s: want a positive duration (leave it out for no limit)", f.timeout)
+	}
+	if f.dryRun {
+		// -n prints the QEMU command line: nothing runs to time or log.
+		for _, name := range []string{"timeout", "log"} {
+			if set[name] {
+				return usageErrorf("--%s applies to a VM that runs, and -n only prints its command line: drop one of them", name)
+			}
+		}
 	}
 	switch f.accel {
 	case vm.AccelAuto, vm.AccelKVM, vm.AccelTCG:

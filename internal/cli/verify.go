@@ -35,6 +35,9 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	if f.maxRounds < 1 {
 		return usageErrorf("--max-rounds %d: want 1 or more", f.maxRounds)
 	}
+	if f.fix && f.noTrace {
+		return usageErrorf("--fix repairs what the diagnosis boot finds, and --no-trace skips that boot: drop one of them")
+	}
 	// Without --fix there is one round and no rebuild: these would do nothing.
 	set := visited(fs)
 	for _, name := range []string{"max-rounds", "j"} {

@@ -90,6 +90,30 @@ func redisSpec(target string) (*spec.Spec, error) {
 	return sp, nil
 }
 
+// redisVariant builds the redis example for target, changed by edit
+// (when not nil), through the whole pipeline, after the redis image: its
+// kernel continues the shared kernel's build dir. The log names the
+// kernel (what) and what it cost.
+func redisVariant(t *testing.T, target, what string, edit func(*spec.Spec)) (string, *image.Report) {
+	t.Helper()
+	redisImage(t)
+	sp, err := redisSpec(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(sp)
+	}
+	out := filepath.Join(t.TempDir(), sp.Name+".image")
+	start := time.Now()
+	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkernel.Log(t, what, *rep.Kernel, time.Since(start))
+	return out, rep
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if redis.dir != "" {
@@ -168,18 +192,7 @@ func TestRedisImage(t *testing.T) {
 // kernel continues the shared qemu-microvm kernel's build dir, from which
 // it differs in the virtio-mmio options alone (testkernel.EnableFor).
 func TestRedisPC(t *testing.T) {
-	redisImage(t) // the qemu-microvm kernel's build dir comes first
-	sp, err := redisSpec(vm.TargetPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "redis-pc.image")
-	start := time.Now()
-	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkernel.Log(t, "shared qemu-pc test kernel, by the pipeline", *rep.Kernel, time.Since(start))
+	out, rep := redisVariant(t, vm.TargetPC, "the shared qemu-pc test kernel, by the pipeline", nil)
 	if rep.Target != vm.TargetPC || rep.Workload == nil || rep.Workload.ExitCode != 0 {
 		t.Fatalf("qemu-pc image: target %s, workload %+v; want the workload passed on qemu-pc", rep.Target, rep.Workload)
 	}
@@ -231,14 +244,7 @@ func TestRedisKernelCacheHit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := ksrc.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := ksrc.Prepare(context.Background(), "", cache, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, tree := testkernel.Tree(t)
 	start := time.Now()
 	res, err := kbuild.Build(context.Background(), kbuild.Options{Tree: tree, Config: cfg, OutDir: filepath.Join(t.TempDir(), "k"), Progress: testWriter{t}})
 	if err != nil {

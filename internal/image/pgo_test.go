@@ -21,7 +21,6 @@ import (
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/testenv"
-	"github.com/bespoke-os/bespoke/internal/testkernel"
 	"github.com/bespoke-os/bespoke/internal/verify"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
@@ -31,19 +30,8 @@ import (
 // table's object recompiles), the image passes its workload, and a
 // removed syscall returns ENOSYS in the guest while a kept one works.
 func TestRedisShakeSyscalls(t *testing.T) {
-	redisImage(t) // the shared kernel's build dir comes first
-	sp, err := redisSpec(vm.TargetMicrovm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp.Kernel.ShakeSyscalls = true
-	out := filepath.Join(t.TempDir(), "redis-shaken.image")
-	start := time.Now()
-	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, Progress: testWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkernel.Log(t, "the shared qemu-microvm test kernel with a shaken syscall table", *rep.Kernel, time.Since(start))
+	out, rep := redisVariant(t, vm.TargetMicrovm, "the shared qemu-microvm test kernel with a shaken syscall table",
+		func(sp *spec.Spec) { sp.Kernel.ShakeSyscalls = true })
 	if rep.Workload == nil || rep.Workload.ExitCode != 0 {
 		t.Fatalf("the workload against the shaken kernel: %+v", rep.Workload)
 	}

@@ -67,18 +67,10 @@ func newestObject(t *testing.T, dir string) time.Time {
 }
 
 func TestBuildRealKernel(t *testing.T) {
-	testenv.File(t, ksrc.DefaultSource)
 	testenv.Command(t, "gcc")
 	testenv.Command(t, "make")
 	ctx := context.Background()
-	cache, err := ksrc.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := ksrc.Prepare(ctx, "", cache, tLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, tree := testkernel.Tree(t)
 	cfg := testConfig(t, ctx, tree)
 	var makeRuns atomic.Int32
 	counting := func(ctx context.Context, c kbuild.Command, out io.Writer) error {

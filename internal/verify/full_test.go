@@ -122,14 +122,7 @@ func deleteFile(t *testing.T, dir, p string) {
 func disableOption(t *testing.T, dir, sym string) {
 	t.Helper()
 	ctx := context.Background()
-	cache, err := ksrc.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := ksrc.Prepare(ctx, "", cache, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cache, tree := testkernel.Tree(t)
 	base, err := os.ReadFile(filepath.Join(dir, image.ConfigFile))
 	if err != nil {
 		t.Fatal(err)
