@@ -30,6 +30,11 @@ echo "== bespoke run said"
 cat "$log"
 
 echo "== the image"
-ls -l "$img"/bzImage "$img"/initramfs.cpio.xz
-kernel=$(stat -c %s "$img/bzImage"); initrd=$(stat -c %s "$img/initramfs.cpio.xz")
-echo "total: $(( (kernel + initrd) / 1024 )) KiB (kernel $((kernel / 1024)) KiB + initramfs $((initrd / 1024)) KiB)"
+root=$img/root.erofs
+[ -f "$root" ] || root=$img/initramfs.cpio.xz
+ls -l "$img"/bzImage "$root"
+kernel=$(stat -c %s "$img/bzImage"); rootsize=$(stat -c %s "$root")
+echo "total: $(( (kernel + rootsize) / 1024 )) KiB (kernel $((kernel / 1024)) KiB + root $((rootsize / 1024)) KiB, $(basename "$root"))"
+
+echo "== the least memory it passes its workload with"
+bin/bespoke min-memory "$img"

@@ -4,10 +4,10 @@
 set -euo pipefail
 pkgs=(
   # kernel build
-  build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils ccache
+  build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils zstd ccache
   linux-source-6.12
-  # VMs
-  qemu-system-x86
+  # VMs, and their roots and volumes (mkfs.erofs, fsck.erofs; mkfs.ext4, e2fsck)
+  qemu-system-x86 erofs-utils e2fsprogs
   # tracing comparison and applications
   strace redis-server redis-tools file
   # the six example applications (examples/) and their benchmark clients

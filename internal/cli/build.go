@@ -47,6 +47,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&include, "include", "a host path to copy into the image (repeatable; with -f, added to the spec's)")
 	fs.Var(&exclude, "exclude", "a glob of guest paths never copied (repeatable; with -f, added to the spec's)")
 	fs.StringVar(&f.Target, "target", "", "qemu-microvm (default), qemu-pc or firecracker")
+	fs.StringVar(&f.Root, "root", "", "the root filesystem: erofs (default: a read-only disk read on demand) or initramfs (unpacked into RAM)")
 	fs.StringVar(&f.Memory, "m", "", "guest memory, e.g. 256M")
 	fs.IntVar(&f.CPUs, "cpus", 0, "guest CPUs")
 	fs.StringVar(&manifestPath, "manifest", "", "use this manifest (from bespoke trace) instead of tracing again")

@@ -51,6 +51,10 @@ func TestBuildFlagConflicts(t *testing.T) {
 // nothing, naming it (exit 2), rather than accept and drop it.
 func TestFlagsWithoutEffect(t *testing.T) {
 	dir := runImageDir(t)
+	small := t.TempDir()
+	if err := (&vm.Image{Name: "s", Target: vm.TargetMicrovm, Kernel: "bzImage", Disk: "root.erofs", MinMemoryMB: 64}).Write(small); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -63,6 +67,10 @@ func TestFlagsWithoutEffect(t *testing.T) {
 		{[]string{"run", dir, "--timeout", "0s"}, "--timeout 0s: want a positive duration"},
 		{[]string{"run", dir, "-n", "--timeout", "1m"}, "--timeout applies to a VM that runs, and -n only prints"},
 		{[]string{"run", dir, "-n", "--log", "x.log"}, "--log applies to a VM that runs"},
+		{[]string{"run", dir, "--volume-size", "2G"}, "--volume-size applies to a volume -v creates"},
+		{[]string{"run", dir, "-v", "state.ext4:/var/lib/x"}, "has an initramfs root, which lives in RAM and mounts no volumes"},
+		{[]string{"run", small, "-m", "32M"}, "-m 32M is below the least memory this image passes its workload with (64 MiB"},
+		{[]string{"run", small, "-v", "state.ext4:{state}"}, "has no state directory (its spec has no setup)"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
@@ -104,7 +112,7 @@ memory: 256M
 	args := []string{"build", "-f", specFile, "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out,
 		"--name", "fromflags", "--ready", "tcp:8080", "--workload", "echo {port}", "-p", "9000", "--port", "53/udp",
 		"-e", "A=flag", "--user", "nobody", "--workdir", "/srv", "--include", extra, "--exclude", "*.pyc",
-		"--target", spec.TargetPC, "-m", "512M", "--cpus", "2"}
+		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "-m", "512M", "--cpus", "2"}
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("bespoke %q: exit %d\n%s", args, code, stderr.String())
@@ -127,6 +135,7 @@ memory: 256M
 		{"--include", fmt.Sprint(got.Include), fmt.Sprint([]string{extra})},
 		{"--exclude", fmt.Sprint(got.Exclude), "[*.pyc]"},
 		{"--target", got.Target, spec.TargetPC},
+		{"--root", got.Root, spec.RootInitramfs},
 		{"-m", got.MemoryMB, 512},
 		{"--cpus", got.CPUs, 2},
 	} {
@@ -142,7 +151,7 @@ memory: 256M
 		t.Errorf("image.json: target %s, memory %d, cpus %d; want %s, 512, 2", img.Target, img.MemoryMB, img.CPUs, spec.TargetPC)
 	}
 	log, _ := os.ReadFile(filepath.Join(out, image.BuildLogFile))
-	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, memory, cpus from the command line"
+	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, memory, cpus from the command line"
 	if !strings.Contains(string(log), want) {
 		t.Errorf("build log lacks %q:\n%s", want, log)
 	}
@@ -162,13 +171,15 @@ memory: 256M
 func fakeKernelImage(t *testing.T, m *manifest.Manifest, target string) string {
 	t.Helper()
 	dir := t.TempDir()
-	rd, err := initramfs.KconfigFor("xz")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cfg strings.Builder
-	for _, sym := range append([]string{"BLK_DEV_INITRD"}, rd...) {
-		fmt.Fprintf(&cfg, "CONFIG_%s=y\n", sym)
+	for _, root := range []string{initramfs.FormatCpio, initramfs.FormatErofs} {
+		syms, err := initramfs.RootKconfig(root, "xz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sym := range syms {
+			fmt.Fprintf(&cfg, "CONFIG_%s=y\n", sym)
+		}
 	}
 	for _, r := range features.Required(m) {
 		fmt.Fprintf(&cfg, "CONFIG_%s=y\n", r.Symbol)

@@ -44,9 +44,10 @@ func verbTable() []verb {
 		{"kernel", "build --config FILE [--kernel-src PATH] [-j N] [--make VAR=VALUE]... [-n] -o DIR", "build a kernel (cached by config hash)", runKernel},
 		{"doctor", "", "check the host tools that bespoke needs", runDoctor},
 		{"build", "[-f bespoke.yaml | --ready R --workload W -- PROGRAM ARGS] [-o IMAGE_DIR]", "trace, configure, compile and package one program into an image", runBuild},
-		{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
+		{"run", "IMAGE_DIR [-p HOST:GUEST]... [-m 256M] [--cpus N] [-v HOSTFILE:/GUEST/PATH]... [--accel auto|kvm|tcg] [-e K=V]... [--timeout DUR] [-- ARGS]", "boot an image under QEMU", runRun},
 		{"verify", "IMAGE_DIR [--fix] [--max-rounds N] [--no-trace]", "run the spec's workload against a booted image; classify and --fix what it lacks", runVerify},
 		{"bench", "IMAGE_DIR [--runs N] [--workload CMD] [--metric REGEX]", "measure the workload on the image's kernels side by side (-O2 and profile-guided)", runBench},
+		{"min-memory", "IMAGE_DIR [--low 16M] [--high M] [--step 1]", "find the least memory (-m) with which an image passes its workload", runMinMemory},
 		{"report", "IMAGE_DIR...", "print a Markdown table of images: sizes, options, files, boot, workload, verify", runReport},
 		{"version", "", "print the bespoke version", runVersion},
 	}
@@ -130,7 +131,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Usage:")
 	for _, v := range verbs {
-		fmt.Fprintf(w, "  bespoke %-9s %s\n", v.name, v.short)
+		fmt.Fprintf(w, "  bespoke %-10s %s\n", v.name, v.short)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'bespoke COMMAND -h' for the flags of a command.")

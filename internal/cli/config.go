@@ -10,6 +10,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/bespoke-os/bespoke/internal/spec"
 )
 
 // configFlags are the flags of `bespoke config`.
@@ -22,6 +23,7 @@ type configFlags struct {
 	disable   stringList
 	explain   bool
 	net       bool
+	root      string
 	out       string
 }
 
@@ -36,6 +38,7 @@ func runConfig(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&f.disable, "disable", "disable a Kconfig symbol (repeatable)")
 	fs.BoolVar(&f.explain, "explain", false, "print why each enabled option is there")
 	fs.BoolVar(&f.net, "net", false, "add networking (virtio-net) even if the manifest uses no IP socket")
+	fs.StringVar(&f.root, "root", spec.DefaultRoot, "the image's root filesystem: "+strings.Join(spec.Roots, " or ")+" (its options: a virtio disk and erofs, or an xz initramfs)")
 	fs.StringVar(&f.out, "o", "", "write the .config to this file (- for stdout)")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -53,11 +56,11 @@ func runConfig(ctx context.Context, env *Env, args []string) error {
 	if f.opt != kconfig.OptO2 && f.opt != kconfig.OptSize {
 		return usageErrorf("--opt %q: want o2 or size", f.opt)
 	}
-	if _, err := kconfig.BaseParts(f.target, false); err != nil {
-		return usageErrorf("--target: %v", err)
+	if _, err := kconfig.BaseParts(f.target, false, f.root); err != nil {
+		return usageErrorf("%v", err)
 	}
 
-	opts := kconfig.Options{Target: f.target, Opt: f.opt, Net: f.net, Enable: f.enable, Disable: f.disable, Log: env.Stderr}
+	opts := kconfig.Options{Target: f.target, Opt: f.opt, Net: f.net, Root: f.root, Enable: f.enable, Disable: f.disable, Log: env.Stderr}
 	if f.manifest != "" {
 		m, err := manifest.ReadFile(f.manifest)
 		if err != nil {

@@ -68,7 +68,7 @@ func TestConfigExplain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sym := range []string{"IPV6", "EPOLL", "VIRTIO_NET", "CC_OPTIMIZE_FOR_PERFORMANCE"} {
+	for _, sym := range []string{"IPV6", "EPOLL", "VIRTIO_NET", "CC_OPTIMIZE_FOR_PERFORMANCE", "EROFS_FS", "VIRTIO_BLK"} {
 		if !cfg.Enabled(sym) {
 			t.Errorf("%s: CONFIG_%s=%s, want y", out, sym, cfg.Value(sym))
 		}
@@ -76,7 +76,8 @@ func TestConfigExplain(t *testing.T) {
 	for _, want := range []string{
 		"CONFIG_SERIAL_8250_CONSOLE=y",
 		"base (common): console=ttyS0",
-		"base (net-mmio):",
+		"base (virtio-mmio):",
+		"base (erofs):",
 		"opt: --opt o2 (-O2)",
 		"selected by VIRTIO_MMIO",
 		"more symbols are on by Kconfig default",

@@ -27,16 +27,25 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		return usageErrorf("want one or more IMAGE_DIRs")
 	}
 	w := env.Stdout
-	fmt.Fprintln(w, "| app | kernel | initramfs | total | kernel options =y | files | boot to ready (host) | workload | stop | verify |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| app | kernel | root | total | kernel options =y | files | boot to ready (host) | min memory | workload | stop | verify |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, dir := range pos {
 		rep, err := image.ReadReport(dir)
 		if err != nil {
 			return err
 		}
-		files, ready, wl, stop, ver := "-", "-", "not run", "-", "not run"
+		files, ready, wl, stop, ver, minMem := "-", "-", "not run", "-", "not run", "not measured"
+		root := mb(rep.InitramfsBytes)
 		if rep.Initramfs != nil {
 			files = fmt.Sprint(len(rep.Initramfs.Files))
+			format := rep.Initramfs.Format
+			if format == "" {
+				format = "initramfs"
+			}
+			root += " (" + format + ")"
+		}
+		if rep.MinMemoryMB > 0 {
+			minMem = fmt.Sprintf("%d MiB", rep.MinMemoryMB)
 		}
 		if b := rep.Boot; b != nil {
 			if b.ReadyHost > 0 {
@@ -57,8 +66,8 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 			}
 			ver += fmt.Sprintf(" (%d round(s))", len(vr.Rounds))
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", rep.Name,
-			mb(rep.KernelBytes), mb(rep.InitramfsBytes), mb(rep.TotalBytes), rep.KernelSymbols, files, ready, wl, stop, ver)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", rep.Name,
+			mb(rep.KernelBytes), root, mb(rep.TotalBytes), rep.KernelSymbols, files, ready, minMem, wl, stop, ver)
 	}
 	for _, dir := range pos {
 		rep, err := image.ReadReport(dir)

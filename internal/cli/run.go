@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/vm"
@@ -21,6 +22,8 @@ type runFlags struct {
 	kernelLog bool
 	logPath   string
 	qemu      string
+	volumes   stringList
+	volSize   string
 }
 
 func runRun(ctx context.Context, env *Env, args []string) error {
@@ -36,6 +39,8 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.kernelLog, "kernel-log", false, `show the kernel's boot messages (drops "quiet")`)
 	fs.StringVar(&f.logPath, "log", "", "save the console to `FILE` (default: IMAGE_DIR/console.log)")
 	fs.StringVar(&f.qemu, "qemu", "", "QEMU `binary` (default: qemu-system-x86_64 on $PATH)")
+	fs.Var(&f.volumes, "v", "mount the ext4 volume `HOSTFILE:/GUEST/PATH` (GUEST {state}: the image's state directory); a missing file is created and filled from the image at boot; repeatable")
+	fs.StringVar(&f.volSize, "volume-size", "1G", "the `size` of a volume -v creates")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -67,6 +72,10 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 		if cfg.MemoryMB, err = vm.ParseMemory(f.memory); err != nil {
 			return usageErrorf("-m: %v", err)
 		}
+		if img, err := vm.LoadImage(cfg.ImageDir); err == nil && img.MinMemoryMB > 0 && cfg.MemoryMB < img.MinMemoryMB {
+			return usageErrorf("-m %s is below the least memory this image passes its workload with (%d MiB, measured by bespoke min-memory): give -m %dM or more",
+				f.memory, img.MinMemoryMB, img.MinMemoryMB)
+		}
 	}
 	set := visited(fs)
 	if f.cpus < 0 || set["cpus"] && f.cpus == 0 {
@@ -89,6 +98,16 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 		return usageErrorf("--accel %q: want auto, kvm or tcg", f.accel)
 	}
 
+	if set["volume-size"] && len(f.volumes) == 0 {
+		return usageErrorf("--volume-size applies to a volume -v creates: add -v HOSTFILE:/GUEST/PATH or drop it")
+	}
+	if len(f.volumes) > 0 {
+		release, err := openVolumes(&cfg, f.volumes, f.volSize, f.dryRun)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if f.dryRun {
 		argv, err := vm.Command(cfg)
 		if err != nil {
@@ -108,4 +127,52 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 		return &ExitError{Code: res.ExitCode}
 	}
 	return nil
+}
+
+// openVolumes adds the -v volumes to cfg: each one's guest path
+// ({state} is the image's state directory), its file created when
+// missing, locked and checked (vm.OpenVolume) unless dryRun. release
+// unlocks them.
+func openVolumes(cfg *vm.Config, specs []string, size string, dryRun bool) (release func(), err error) {
+	sizeMB, err := vm.ParseMemory(size)
+	if err != nil {
+		return nil, usageErrorf("--volume-size: %v", err)
+	}
+	img, err := vm.LoadImage(cfg.ImageDir)
+	if err != nil {
+		return nil, err
+	}
+	if img.Disk == "" {
+		return nil, usageErrorf("-v: image %s has an initramfs root, which lives in RAM and mounts no volumes: rebuild it with --root erofs", cfg.ImageDir)
+	}
+	var releases []func()
+	release = func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	for _, s := range specs {
+		if strings.HasSuffix(s, ":{state}") {
+			if img.StateDir == "" {
+				release()
+				return nil, usageErrorf("-v %s: image %s has no state directory (its spec has no setup): name the guest path", s, cfg.ImageDir)
+			}
+			s = strings.TrimSuffix(s, "{state}") + img.StateDir
+		}
+		host, guest, err := vm.ParseVolume(s)
+		if err != nil {
+			release()
+			return nil, usageErrorf("-v: %v", err)
+		}
+		if !dryRun {
+			r, err := vm.OpenVolume(host, sizeMB)
+			if err != nil {
+				release()
+				return nil, err
+			}
+			releases = append(releases, r)
+		}
+		cfg.Volumes = append(cfg.Volumes, vm.Volume{Host: host, Guest: guest, Type: vm.VolumeFS, Image: img.Name})
+	}
+	return release, nil
 }

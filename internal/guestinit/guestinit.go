@@ -163,6 +163,8 @@ type Plan struct {
 	// ProbeSyscalls are made once before the program starts
 	// (protocol.ParamProbeSyscalls).
 	ProbeSyscalls []int
+	// Volumes are the disks to mount (protocol.ParamVolumes).
+	Volumes []protocol.Volume
 }
 
 // MakePlan applies the kernel command line to cfg. home is the program
@@ -224,6 +226,18 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		}
 		p.Tracer = t
 		p.TracerArgv = append([]string{t}, protocol.TracerArgs(p.Uid, p.Gid, p.Groups, unix.SignalName(p.StopSignal), stop, p.Path, p.Argv)...)
+	}
+	if v, ok := params[protocol.ParamVolumes]; ok {
+		vs, err := protocol.DecodeVolumes(v)
+		if err != nil {
+			return p, err
+		}
+		for _, vol := range vs {
+			if !strings.HasPrefix(vol.Target, "/") || vol.Serial == "" || vol.Type == "" {
+				return p, fmt.Errorf("%s: volume %+v: want a serial, a type and an absolute target", protocol.ParamVolumes, vol)
+			}
+		}
+		p.Volumes = vs
 	}
 	if home == "" {
 		home = "/"

@@ -76,6 +76,9 @@ func run() (protocol.Event, error) {
 	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	unix.Umask(0o022)
 	say(protocol.Event{Kind: protocol.EventStarted, Uptime: uptime()})
+	if err := writableRoot(); err != nil {
+		return protocol.Event{}, err
+	}
 	if err := mountBase(); err != nil {
 		return protocol.Event{}, err
 	}
@@ -109,6 +112,9 @@ func run() (protocol.Event, error) {
 		}
 	}
 	if err := setupNet(plan.Net); err != nil {
+		return protocol.Event{}, err
+	}
+	if err := mountVolumes(plan.Volumes); err != nil {
 		return protocol.Event{}, err
 	}
 	for _, d := range cfg.Dirs {

@@ -14,6 +14,8 @@ import (
 	"github.com/bespoke-os/bespoke/internal/kbuild"
 	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/spec"
+	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
 // AmendOptions says what Amend adds to an image.
@@ -73,28 +75,39 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 
 	if len(opts.Fixes.Include) > 0 {
 		if rep.Initramfs == nil {
-			return fmt.Errorf("amending image %s: its report lists no initramfs", dir)
+			return fmt.Errorf("amending image %s: its report lists no root", dir)
 		}
-		existing, err := initramfs.Paths(ctx, filepath.Join(dir, InitramfsFile))
-		if err != nil {
-			return fmt.Errorf("amending image %s: %w", dir, err)
+		name, format := RootFileOf(spec.RootInitramfs), rep.Initramfs.Format
+		var seg *initramfs.Report
+		if format == initramfs.FormatErofs {
+			name = RootFileOf(spec.RootErofs)
+			seg, err = initramfs.AppendErofs(ctx, initramfs.AppendOptions{
+				Archive: filepath.Join(dir, name),
+				Output:  filepath.Join(stage, name),
+				Paths:   whats(opts.Fixes.Include),
+			})
+		} else {
+			var existing map[string]bool
+			if existing, err = initramfs.Paths(ctx, filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("amending image %s: %w", dir, err)
+			}
+			seg, err = initramfs.Append(ctx, initramfs.AppendOptions{
+				Archive:     filepath.Join(dir, name),
+				Output:      filepath.Join(stage, name),
+				Paths:       whats(opts.Fixes.Include),
+				Existing:    existing,
+				Compression: rep.Initramfs.Compression,
+			})
 		}
-		seg, err := initramfs.Append(ctx, initramfs.AppendOptions{
-			Archive:     filepath.Join(dir, InitramfsFile),
-			Output:      filepath.Join(stage, InitramfsFile),
-			Paths:       whats(opts.Fixes.Include),
-			Existing:    existing,
-			Compression: rep.Initramfs.Compression,
-		})
 		if err != nil {
 			return fmt.Errorf("amending image %s: %w", dir, err)
 		}
 		for _, f := range seg.Files {
-			fmt.Fprintf(opts.Log, "amend: initramfs: added %s (%s)\n", f.Path, f.Type)
+			fmt.Fprintf(opts.Log, "amend: root: added %s (%s)\n", f.Path, f.Type)
 		}
 		rep.Initramfs.Files = append(rep.Initramfs.Files, seg.Files...)
 		rep.Initramfs.FileBytes += seg.FileBytes
-		fi, err := os.Stat(filepath.Join(stage, InitramfsFile))
+		fi, err := os.Stat(filepath.Join(stage, name))
 		if err != nil {
 			return err
 		}
@@ -175,6 +188,34 @@ func mergeFixes(a, b []Fix) []Fix {
 		}
 	}
 	return a
+}
+
+// RootPaths returns the guest paths an image's root holds: an
+// initramfs's entries, or an erofs root's files.
+func RootPaths(ctx context.Context, dir string) (map[string]bool, error) {
+	if _, err := os.Stat(filepath.Join(dir, RootFile)); err == nil {
+		return initramfs.ErofsPaths(ctx, filepath.Join(dir, RootFile))
+	}
+	return initramfs.Paths(ctx, filepath.Join(dir, InitramfsFile))
+}
+
+// SetMinMemory records in an image's report.json the smallest memory, in
+// MiB, with which it passes its workload.
+func SetMinMemory(dir string, mb int) error {
+	rep, err := ReadReport(dir)
+	if err != nil {
+		return err
+	}
+	rep.MinMemoryMB = mb
+	if err := writeJSON(filepath.Join(dir, ReportFile), rep); err != nil {
+		return err
+	}
+	img, err := vm.LoadImage(dir)
+	if err != nil {
+		return err
+	}
+	img.MinMemoryMB = mb
+	return img.Write(dir)
 }
 
 // ReadReport reads an image's report.json.

@@ -2,7 +2,10 @@ package image_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/bespoke-os/bespoke/internal/image"
@@ -13,12 +16,15 @@ import (
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
 
-// apps are the example applications beside redis, with the commands each
-// needs on the host.
-var apps = []struct {
+// example is an example application with the commands it needs on the
+// host.
+type example struct {
 	name  string
 	tools []string
-}{
+}
+
+// apps are the example applications beside redis.
+var apps = []example{
 	{"nginx", []string{"nginx", "wrk"}},
 	{"postgresql", []string{"/usr/lib/postgresql/15/bin/postgres", "pgbench"}},
 	{"memcached", []string{"memcached", "memcaslap"}},
@@ -38,22 +44,60 @@ func TestAppImages(t *testing.T) {
 	testenv.File(t, ksrc.DefaultSource)
 	for _, app := range apps {
 		t.Run(app.name, func(t *testing.T) {
-			for _, tool := range app.tools {
-				testenv.Command(t, tool)
-			}
-			kernel := sharedKernelFrom(t)
-			sp, err := spec.Load(filepath.Join("../../examples", app.name, spec.FileName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := filepath.Join(t.TempDir(), app.name+".image")
-			rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, Progress: testWriter{t}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkApp(t, out, rep)
+			dir, rep := appImage(t, app.name)
+			checkApp(t, dir, rep)
 		})
 	}
+}
+
+// appImages are the example images the package's tests built, kept for
+// the other tests of the run (TestStateVolume).
+var appImages struct {
+	sync.Mutex
+	built map[string]appBuilt
+}
+
+type appBuilt struct {
+	dir string
+	rep *image.Report
+}
+
+// appImage returns the image of the example app, building it the first
+// time (with the shared kernel under make test, see sharedKernelFrom).
+func appImage(t *testing.T, name string) (string, *image.Report) {
+	t.Helper()
+	appImages.Lock()
+	defer appImages.Unlock()
+	if a, ok := appImages.built[name]; ok {
+		return a.dir, a.rep
+	}
+	i := slices.IndexFunc(apps, func(a example) bool { return a.name == name })
+	if i < 0 {
+		t.Fatalf("no example %s", name)
+	}
+	for _, tool := range apps[i].tools {
+		testenv.Command(t, tool)
+	}
+	kernel := sharedKernelFrom(t)
+	sp, err := spec.Load(filepath.Join("../../examples", name, spec.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp("", "bespoke-e2e-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, name+".image")
+	rep, err := image.Build(context.Background(), image.Options{Spec: sp, Out: out, KernelFrom: kernel, Progress: testWriter{t}})
+	if err != nil {
+		os.RemoveAll(tmp)
+		t.Fatal(err)
+	}
+	if appImages.built == nil {
+		appImages.built = map[string]appBuilt{}
+	}
+	appImages.built[name] = appBuilt{out, rep}
+	return out, rep
 }
 
 func checkApp(t *testing.T, dir string, rep *image.Report) {

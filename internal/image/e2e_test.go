@@ -119,6 +119,9 @@ func TestMain(m *testing.M) {
 	if redis.dir != "" {
 		os.RemoveAll(filepath.Dir(redis.dir))
 	}
+	for _, a := range appImages.built {
+		os.RemoveAll(filepath.Dir(a.dir))
+	}
 	os.Exit(code)
 }
 
@@ -131,7 +134,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func TestRedisImage(t *testing.T) {
 	dir, rep := redisImage(t)
-	for _, f := range []string{image.KernelFile, image.VmlinuxFile, image.InitramfsFile, image.ConfigFile,
+	if rep.Initramfs == nil || rep.Initramfs.Format != spec.RootErofs {
+		t.Errorf("the redis image's root: %+v, want an erofs disk (the default)", rep.Initramfs)
+	}
+	for _, f := range []string{image.KernelFile, image.VmlinuxFile, image.RootFile, image.ConfigFile,
 		image.ManifestFile, image.ReportFile, image.BuildLogFile, vm.ImageFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("image lacks %s: %v", f, err)
@@ -304,10 +310,12 @@ func sharedKernelFrom(t *testing.T) string {
 	return dir
 }
 
-// TestExitStatus: a program that exits 3 makes bespoke run exit 3.
+// TestExitStatus: a program that exits 3 makes bespoke run exit 3. Its
+// image has an initramfs root (--root initramfs), which the shared kernel
+// boots too.
 func TestExitStatus(t *testing.T) {
 	kernel, _ := redisImage(t)
-	sp, err := spec.FromArgs(spec.Flags{Name: "exit3"}, []string{"/bin/sh", "-c", "echo guest-ran; exit 3"})
+	sp, err := spec.FromArgs(spec.Flags{Name: "exit3", Root: spec.RootInitramfs}, []string{"/bin/sh", "-c", "echo guest-ran; exit 3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,6 +326,9 @@ func TestExitStatus(t *testing.T) {
 	}
 	if rep.Boot == nil || rep.Boot.ExitCode != 3 {
 		t.Errorf("smoke boot: %+v, want exit code 3", rep.Boot)
+	}
+	if _, err := os.Stat(filepath.Join(out, image.InitramfsFile)); err != nil || rep.Initramfs.Format != spec.RootInitramfs {
+		t.Errorf("--root initramfs: %v, format %q; want %s", err, rep.Initramfs.Format, image.InitramfsFile)
 	}
 	var stdout, stderr bytes.Buffer
 	code := cli.Main(context.Background(), []string{"run", out, "--timeout", "3m"}, nil, &stdout, &stderr)

@@ -76,7 +76,10 @@ type Options struct {
 	// and a pattern without a slash ("*.a") on the base name of any path.
 	// They apply to everything except /init and the generated files.
 	Exclude []string
-	// Compression is "xz" (the default), "gzip" or "none".
+	// Format is FormatCpio ("" too) or FormatErofs.
+	Format string
+	// Compression is the initramfs's: "xz" (the default), "gzip" or
+	// "none". An erofs root is compressed with lz4hc (ErofsArgs).
 	Compression string
 	// Output is the archive's path; it is written atomically.
 	Output string
@@ -87,6 +90,9 @@ type Options struct {
 // Report says what an initramfs holds and why. It is JSON for the image's
 // report.json.
 type Report struct {
+	// Format is FormatCpio or FormatErofs ("" in reports from before
+	// erofs roots: an initramfs).
+	Format      string `json:"format,omitempty"`
 	Compression string `json:"compression"`
 	// Kconfig are the symbols the kernel needs to unpack the archive.
 	Kconfig []string `json:"kconfig,omitempty"`
@@ -149,11 +155,17 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Output == "" {
 		return nil, errors.New("building initramfs: no output path")
 	}
-	method := opts.Compression
+	format, method := opts.Format, opts.Compression
+	if format == "" {
+		format = FormatCpio
+	}
 	if method == "" {
 		method = DefaultCompression
 	}
-	syms, err := KconfigFor(method)
+	if format == FormatErofs {
+		method = "lz4hc"
+	}
+	syms, err := RootKconfig(format, opts.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
@@ -166,6 +178,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
 	b := newBuilder(opts.HostRoot, method, syms)
+	b.report.Format = format
 	b.patterns = opts.Exclude
 	if m := opts.Manifest; m != nil {
 		for _, e := range m.Excluded {
@@ -202,14 +215,24 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if err := b.addGenerated(opts); err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
+	if format == FormatErofs {
+		// The init's overlay on the read-only root (guestinit).
+		for _, d := range []string{protocol.OverlayRW, protocol.OverlayRoot} {
+			b.put(d, &node{hdr: Header{Mode: TypeDir | 0o755, Mtime: b.mtime}, kind: KindDir, generated: true}, true)
+		}
+	}
 	if err := b.checkProgram(opts.Config.Path); err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
 	if err := b.addParents(); err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
-	if err := b.write(ctx, opts.Output, method); err != nil {
-		return nil, fmt.Errorf("building initramfs: %w", err)
+	write := func() error { return b.write(ctx, opts.Output, method) }
+	if format == FormatErofs {
+		write = func() error { return b.writeErofs(ctx, opts.Output) }
+	}
+	if err := write(); err != nil {
+		return nil, fmt.Errorf("building the %s root: %w", format, err)
 	}
 	return b.report, nil
 }
@@ -813,11 +836,16 @@ func (b *builder) write(ctx context.Context, out, method string) (err error) {
 	b.report.UncompressedBytes = cw.Len()
 	b.report.CompressedBytes = counted.n
 	b.report.SHA256 = hex.EncodeToString(sum.Sum(nil))
+	b.sortReport()
+	return nil
+}
+
+// sortReport puts the report's lists in order, without repeats.
+func (b *builder) sortReport() {
 	slices.SortFunc(b.report.Dropped, func(x, y Dropped) int { return strings.Compare(x.Path, y.Path) })
 	b.report.Dropped = slices.Compact(b.report.Dropped)
 	slices.Sort(b.report.Warnings)
 	b.report.Warnings = slices.Compact(b.report.Warnings)
-	return nil
 }
 
 func fileReport(p string, n *node) FileReport {

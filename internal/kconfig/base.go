@@ -3,6 +3,7 @@ package kconfig
 import (
 	"embed"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -18,12 +19,17 @@ var Targets = []string{"qemu-microvm", "qemu-pc", "firecracker"}
 // DefaultTarget is the target when none is given.
 const DefaultTarget = "qemu-microvm"
 
-// netTransport is the net part's virtio transport per target.
-var netTransport = map[string]string{
-	"qemu-microvm": "net-mmio",
-	"qemu-pc":      "net-pci",
-	"firecracker":  "net-mmio",
+// transport is the virtio transport part per target, added for the
+// network or a disk.
+var transport = map[string]string{
+	"qemu-microvm": "virtio-mmio",
+	"qemu-pc":      "virtio-pci",
+	"firecracker":  "virtio-mmio",
 }
+
+// Roots are the root filesystem formats, each a base part: the first is
+// the default of Options.Root.
+var Roots = []string{"initramfs", "erofs"}
 
 // Request is one symbol value asked of kconfig, with why.
 type Request struct {
@@ -49,17 +55,28 @@ const (
 )
 
 // BaseParts returns the names of the base fragments for target, in the
-// order they are applied; net adds the network part.
-func BaseParts(target string, net bool) ([]string, error) {
-	tr, ok := netTransport[target]
+// order they are applied: common, the target's, the network part when net
+// is set, the virtio transport when there is a virtio device (the network,
+// or the disk of an erofs root), and root's part ("" is "initramfs").
+func BaseParts(target string, net bool, root string) ([]string, error) {
+	tr, ok := transport[target]
 	if !ok {
 		return nil, fmt.Errorf("unknown target %q (want one of %s)", target, strings.Join(Targets, ", "))
 	}
+	if root == "" {
+		root = Roots[0]
+	}
+	if !slices.Contains(Roots, root) {
+		return nil, fmt.Errorf("unknown root %q (want one of %s)", root, strings.Join(Roots, ", "))
+	}
 	parts := []string{"common", target}
 	if net {
-		parts = append(parts, "net", tr)
+		parts = append(parts, "net")
 	}
-	return parts, nil
+	if net || root == "erofs" {
+		parts = append(parts, tr)
+	}
+	return append(parts, root), nil
 }
 
 // BaseFragment returns the text of one base fragment, e.g. "common".

@@ -48,6 +48,9 @@ type Options struct {
 	Manifest *manifest.Manifest
 	// Net adds the network part even when the manifest has no IP socket.
 	Net bool
+	// Root is the image's root filesystem, one of Roots: its base part
+	// ("" is "initramfs").
+	Root string
 	// Enable and Disable are the user's symbols: SYM or CONFIG_SYM, and
 	// SYM=value for string, int and hex options (Enable only).
 	Enable, Disable []string
@@ -108,7 +111,7 @@ func Requests(opts Options) (parts []string, reqs []Request, err error) {
 	if target == "" {
 		target = DefaultTarget
 	}
-	parts, err = BaseParts(target, opts.Net || NeedsNet(opts.Manifest))
+	parts, err = BaseParts(target, opts.Net || NeedsNet(opts.Manifest), opts.Root)
 	if err != nil {
 		return nil, nil, err
 	}

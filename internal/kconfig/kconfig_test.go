@@ -334,42 +334,51 @@ func TestExplainGolden(t *testing.T) {
 
 func TestBaseFragments(t *testing.T) {
 	for _, target := range Targets {
-		for _, net := range []bool{false, true} {
-			parts, err := BaseParts(target, net)
-			if err != nil {
-				t.Fatal(err)
-			}
-			reqs, err := baseRequests(parts)
-			if err != nil {
-				t.Errorf("%s net=%v: %v", target, net, err)
-				continue
-			}
-			seen := map[string]bool{}
-			for _, r := range reqs {
-				if r.Reason == "" {
-					t.Errorf("%s: CONFIG_%s has no reason", r.Part, r.Symbol)
+		for _, root := range Roots {
+			for _, net := range []bool{false, true} {
+				parts, err := BaseParts(target, net, root)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if seen[r.Symbol] {
-					t.Errorf("%s net=%v: CONFIG_%s listed twice", target, net, r.Symbol)
+				reqs, err := baseRequests(parts)
+				if err != nil {
+					t.Errorf("%s %s net=%v: %v", target, root, net, err)
+					continue
 				}
-				seen[r.Symbol] = true
-			}
-			for _, sym := range []string{"SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "RD_XZ", "BINFMT_ELF", "DEVTMPFS", "TMPFS", "MULTIUSER"} {
-				if !seen[sym] {
-					t.Errorf("%s: base lacks CONFIG_%s", target, sym)
+				seen := map[string]bool{}
+				for _, r := range reqs {
+					if r.Reason == "" {
+						t.Errorf("%s: CONFIG_%s has no reason", r.Part, r.Symbol)
+					}
+					if seen[r.Symbol] {
+						t.Errorf("%s %s net=%v: CONFIG_%s listed twice", target, root, net, r.Symbol)
+					}
+					seen[r.Symbol] = true
 				}
-			}
-			if got := seen["VIRTIO_NET"]; got != net {
-				t.Errorf("%s net=%v: VIRTIO_NET in base = %v", target, net, got)
-			}
-			transport := map[string]string{"qemu-pc": "VIRTIO_PCI", "qemu-microvm": "VIRTIO_MMIO_CMDLINE_DEVICES", "firecracker": "VIRTIO_MMIO_CMDLINE_DEVICES"}[target]
-			if got := seen[transport]; got != net {
-				t.Errorf("%s net=%v: %s in base = %v", target, net, transport, got)
+				for _, sym := range []string{"SERIAL_8250_CONSOLE", "BINFMT_ELF", "DEVTMPFS", "TMPFS", "MULTIUSER"} {
+					if !seen[sym] {
+						t.Errorf("%s: base lacks CONFIG_%s", target, sym)
+					}
+				}
+				erofs := root == "erofs"
+				for sym, want := range map[string]bool{"VIRTIO_NET": net, "BLK_DEV_INITRD": !erofs, "RD_XZ": !erofs,
+					"EROFS_FS": erofs, "VIRTIO_BLK": erofs, "OVERLAY_FS": erofs} {
+					if seen[sym] != want {
+						t.Errorf("%s %s net=%v: CONFIG_%s in base = %v, want %v", target, root, net, sym, seen[sym], want)
+					}
+				}
+				transport := map[string]string{"qemu-pc": "VIRTIO_PCI", "qemu-microvm": "VIRTIO_MMIO_CMDLINE_DEVICES", "firecracker": "VIRTIO_MMIO_CMDLINE_DEVICES"}[target]
+				if got := seen[transport]; got != (net || erofs) {
+					t.Errorf("%s %s net=%v: %s in base = %v", target, root, net, transport, got)
+				}
 			}
 		}
 	}
-	if _, err := BaseParts("bochs", false); err == nil {
+	if _, err := BaseParts("bochs", false, ""); err == nil {
 		t.Errorf("BaseParts(bochs): got no error, want one")
+	}
+	if _, err := BaseParts("qemu-pc", false, "ext4"); err == nil || !strings.Contains(err.Error(), `unknown root "ext4"`) {
+		t.Errorf("BaseParts with root ext4: %v, want an error naming it", err)
 	}
 	if _, err := ParseFragment("x", "CONFIG_FOO=y\n"); err == nil {
 		t.Errorf("ParseFragment of an option without a reason: got no error, want one")
@@ -424,7 +433,7 @@ func TestManifestToFragment(t *testing.T) {
 			t.Errorf("fragment lacks %q:\n%s", want, frag)
 		}
 	}
-	if diff := cmp.Diff([]string{"common", "qemu-microvm", "net", "net-mmio"}, parts); diff != "" {
+	if diff := cmp.Diff([]string{"common", "qemu-microvm", "net", "virtio-mmio", "initramfs"}, parts); diff != "" {
 		t.Errorf("parts (-want +got):\n%s", diff)
 	}
 	var ipv6 *Request

@@ -24,6 +24,7 @@ type Flags struct {
 	Include  []string // host paths, relative to Dir
 	Exclude  []string
 	Target   string
+	Root     string // --root erofs|initramfs
 	Memory   string // "256M"
 	CPUs     int
 	// Dir is the directory relative paths resolve against; "" is the
@@ -164,6 +165,9 @@ func (f Flags) apply(sp *Spec, dir string) (set []string, err error) {
 	}
 	if given("target", f.Target != "") {
 		sp.Target = f.Target
+	}
+	if given("root", f.Root != "") {
+		sp.Root = f.Root
 	}
 	if given("memory", f.Memory != "") {
 		mb, err := parseMemory(f.Memory)

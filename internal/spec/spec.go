@@ -47,8 +47,22 @@ const (
 	OptPGO = "pgo"
 )
 
+// Root filesystems of an image (they match internal/initramfs's formats
+// and internal/kconfig's roots).
+const (
+	// RootErofs is a read-only erofs disk the guest reads on demand, with
+	// a tmpfs overlay for writes.
+	RootErofs = "erofs"
+	// RootInitramfs is an xz initramfs unpacked into RAM at boot.
+	RootInitramfs = "initramfs"
+)
+
+// Roots lists the root filesystems, the default first.
+var Roots = []string{RootErofs, RootInitramfs}
+
 // Defaults filled in for fields a spec leaves out.
 const (
+	DefaultRoot            = RootErofs
 	DefaultTarget          = TargetMicrovm
 	DefaultMemoryMB        = 256
 	DefaultCPUs            = 1
@@ -94,6 +108,8 @@ type Spec struct {
 
 	// Target is the virtual machine: TargetMicrovm, TargetPC or TargetFirecracker.
 	Target string
+	// Root is the image's root filesystem: RootErofs or RootInitramfs.
+	Root string
 	// MemoryMB and CPUs size the virtual machine.
 	MemoryMB int
 	CPUs     int

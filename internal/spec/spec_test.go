@@ -40,6 +40,7 @@ func TestParseFull(t *testing.T) {
 		Ready:    Ready{Kind: ReadyTCP, Port: 5432},
 		Workload: "pgbench -h {host} -p {port} -U postgres -i postgres && pgbench -h {host} -p {port:5432} -U postgres -T 5 postgres",
 		Target:   TargetPC,
+		Root:     RootInitramfs,
 		MemoryMB: 1024,
 		CPUs:     2,
 		Kernel: Kernel{
@@ -62,7 +63,7 @@ func TestParseFull(t *testing.T) {
 	if diff := cmp.Diff(want, got, ignoreUnexported); diff != "" {
 		t.Errorf("Load(testdata/full.yaml) mismatch (-want +got):\n%s", diff)
 	}
-	for key, line := range map[string]int{"name": 2, "ports": 14, "kernel.enable": 22, "dirs.1": 29, "rlimits.CORE": 32} {
+	for key, line := range map[string]int{"name": 2, "ports": 14, "kernel.enable": 23, "dirs.1": 30, "rlimits.CORE": 33} {
 		if got := got.Line(key); got != line {
 			t.Errorf("Line(%q) = %d, want %d", key, got, line)
 		}
@@ -77,6 +78,7 @@ func TestParseValid(t *testing.T) {
 		if s.Target == "" {
 			s.Target = DefaultTarget
 		}
+		s.Root = DefaultRoot
 		if s.MemoryMB == 0 {
 			s.MemoryMB = DefaultMemoryMB
 		}
@@ -307,6 +309,7 @@ func TestFromArgs(t *testing.T) {
 		Ready:           Ready{Kind: ReadyTCP, Port: 6379},
 		Workload:        "redis-benchmark -h {host} -p {port} -q",
 		Target:          DefaultTarget,
+		Root:            DefaultRoot,
 		MemoryMB:        512,
 		CPUs:            1,
 		Kernel:          Kernel{Opt: DefaultOpt},

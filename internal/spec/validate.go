@@ -30,6 +30,9 @@ func (sp *Spec) setDefaults() {
 	if sp.Target == "" {
 		sp.Target = DefaultTarget
 	}
+	if sp.Root == "" {
+		sp.Root = DefaultRoot
+	}
 	if sp.MemoryMB == 0 {
 		sp.MemoryMB = DefaultMemoryMB
 	}
@@ -101,6 +104,9 @@ func (sp *Spec) Validate() error {
 	}
 	if !slices.Contains(Targets, sp.Target) {
 		bad("target", "unknown target %q: want one of %s", sp.Target, strings.Join(Targets, ", "))
+	}
+	if !slices.Contains(Roots, sp.Root) {
+		bad("root", "unknown root %q: want %s", sp.Root, strings.Join(Roots, " or "))
 	}
 	if sp.Kernel.Opt != OptO2 && sp.Kernel.Opt != OptSize && sp.Kernel.Opt != OptPGO {
 		bad("kernel.opt", "bad kernel opt %q: want %s (-O2), %s (-Os) or %s (profile-guided)", sp.Kernel.Opt, OptO2, OptSize, OptPGO)

@@ -39,11 +39,13 @@ import (
 // each of them. A test program that needs one more fails with an error
 // naming it ("the kernel of ... lacks CONFIG_X"): add it here.
 var Enable = []string{
-	// The xz initramfs (initramfs.KconfigFor("xz")), as image.Build asks.
+	// Both roots (initramfs.RootKconfig), as image.Build asks: the xz
+	// initramfs, and the erofs disk with its overlay.
 	"BLK_DEV_INITRD", "RD_XZ", "XZ_DEC_X86",
+	"BLOCK", "VIRTIO_BLK", "EROFS_FS", "EROFS_FS_ZIP", "OVERLAY_FS", "DEVTMPFS_MOUNT",
 	// The six examples, the Go server and Redis on a Unix socket, as
 	// traced on a Debian 12 host with an ext4 root.
-	"EXT4_FS", "FILE_LOCKING", "POSIX_TIMERS", "PROC_SYSCTL", "RSEQ", "TRANSPARENT_HUGEPAGE", "UNIX",
+	"EXT4_FS", "FILE_LOCKING", "POSIX_TIMERS", "RSEQ", "TRANSPARENT_HUGEPAGE", "UNIX",
 	"IPV6", "SIGNALFD", "SYSVIPC", "CGROUPS", "IO_URING", "NUMA", "ANON_VMA_NAME", "MPTCP", "MPTCP_IPV6",
 	// qemu-pc's virtio transport, in the qemu-microvm kernel too (a
 	// microvm guest has no PCI bus: the kernel says "PCI: Fatal: No

@@ -68,9 +68,13 @@ func copyImage(t *testing.T, src string) string {
 	return dst
 }
 
-// deleteFile rewrites the image's initramfs without the entry at p.
+// deleteFile rewrites the image's root without the entry at p.
 func deleteFile(t *testing.T, dir, p string) {
 	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, image.RootFile)); err == nil {
+		deleteErofsFile(t, dir, p)
+		return
+	}
 	archive := filepath.Join(dir, image.InitramfsFile)
 	cpio := filepath.Join(t.TempDir(), "initramfs.cpio")
 	f, err := os.Create(cpio)
@@ -115,6 +119,28 @@ func deleteFile(t *testing.T, dir, p string) {
 	xz.Stdin, xz.Stdout, xz.Stderr = in, xzOut, &stderr
 	if err := xz.Run(); err != nil {
 		t.Fatalf("xz: %v: %s", err, stderr.String())
+	}
+}
+
+// deleteErofsFile makes the image's erofs root again without p:
+// extracted with its owners, the file removed, mkfs.erofs as bespoke
+// runs it.
+func deleteErofsFile(t *testing.T, dir, p string) {
+	t.Helper()
+	root := filepath.Join(dir, image.RootFile)
+	tree := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("fsck.erofs", "--extract="+tree, "--preserve", root).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.erofs --extract: %v: %s", err, out)
+	}
+	if err := os.Remove(filepath.Join(tree, p)); err != nil {
+		t.Fatalf("%s is not in the image's root: %v", p, err)
+	}
+	args := append(append([]string{"--quiet"}, initramfs.ErofsArgs...), "-T0", root+".new", tree)
+	if out, err := exec.Command("mkfs.erofs", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.erofs: %v: %s", err, out)
+	}
+	if err := os.Rename(root+".new", root); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -44,6 +44,11 @@ type Options struct {
 	Jobs     int    // make -j for a kernel rebuild
 	// Progress gets one line per step, the findings and the fixes.
 	Progress io.Writer
+	// MemoryMB boots the image with this much memory (0: the image's).
+	MemoryMB int
+	// console, when set, is where the untraced boot's console goes
+	// (MinMemory's probes), instead of ConsoleFile.
+	console string
 }
 
 // Result is what Run found, written as verify.json in the image directory.
@@ -93,6 +98,9 @@ const (
 
 // TracerPath is where the tracer is put in the guest.
 const TracerPath = "/.bespoke/" + initramfs.TracerName
+
+// ToolsDir is where the tracer's disk is mounted beside an erofs root.
+const ToolsDir = "/.bespoke/tools"
 
 // ErrFailed means the image did not pass: Result.Reason says why.
 var ErrFailed = errors.New("verification failed")
@@ -221,6 +229,9 @@ func fixesOf(fs []Finding) image.Fixes {
 func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) (*Round, error) {
 	dir := opts.ImageDir
 	r := &Round{N: n, ExitCode: -1, Console: filepath.Join(dir, ConsoleFile)}
+	if opts.console != "" {
+		r.Console = opts.console
+	}
 	what := "boot"
 	if traced {
 		r.Console, what = filepath.Join(dir, TraceConsole), "diagnosis boot"
@@ -228,6 +239,7 @@ func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) 
 	p := opts.Progress
 	cfg := vm.Config{
 		ImageDir:  dir,
+		MemoryMB:  opts.MemoryMB,
 		Accel:     opts.Accel,
 		LogPath:   r.Console,
 		StopGuest: true,
@@ -247,15 +259,29 @@ func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) 
 		if err != nil {
 			return nil, err
 		}
-		seg := filepath.Join(tmp, "tracer.cpio")
-		if err := initramfs.WriteFileSegment(seg, tracer, TracerPath); err != nil {
-			return nil, fmt.Errorf("adding the tracer to the image: %w", err)
+		img, err := vm.LoadImage(dir)
+		if err != nil {
+			return nil, err
 		}
-		cfg.Initramfs = filepath.Join(tmp, "initramfs")
-		if err := initramfs.Concat(cfg.Initramfs, filepath.Join(dir, image.InitramfsFile), seg); err != nil {
-			return nil, fmt.Errorf("adding the tracer to the image: %w", err)
+		if img.Disk != "" {
+			// A read-only root: the tracer comes on a disk of its own.
+			tools := filepath.Join(tmp, "tools.erofs")
+			if err := initramfs.WriteErofsFile(ctx, tools, tracer, "/"+initramfs.TracerName); err != nil {
+				return nil, fmt.Errorf("adding the tracer to the image: %w", err)
+			}
+			cfg.Volumes = []vm.Volume{{Host: tools, Guest: ToolsDir, Type: "erofs", ReadOnly: true}}
+			cfg.Params = []string{protocol.ParamTrace + "=" + ToolsDir + "/" + initramfs.TracerName}
+		} else {
+			seg := filepath.Join(tmp, "tracer.cpio")
+			if err := initramfs.WriteFileSegment(seg, tracer, TracerPath); err != nil {
+				return nil, fmt.Errorf("adding the tracer to the image: %w", err)
+			}
+			cfg.Initramfs = filepath.Join(tmp, "initramfs")
+			if err := initramfs.Concat(cfg.Initramfs, filepath.Join(dir, image.InitramfsFile), seg); err != nil {
+				return nil, fmt.Errorf("adding the tracer to the image: %w", err)
+			}
+			cfg.Params = []string{protocol.ParamTrace + "=" + TracerPath}
 		}
-		cfg.Params = []string{protocol.ParamTrace + "=" + TracerPath}
 	}
 	if sp.Workload != "" || sp.Ready.Kind != spec.ReadyNone {
 		cfg.OnReady = func(ctx context.Context, ports map[int]int) error {
@@ -330,9 +356,9 @@ func classify(r *Round, res *vm.Result, dir string) error {
 	if err != nil {
 		return err
 	}
-	inImage, err := initramfs.Paths(context.Background(), filepath.Join(dir, image.InitramfsFile))
+	inImage, err := image.RootPaths(context.Background(), dir)
 	if err != nil {
-		return fmt.Errorf("listing the image's initramfs: %w", err)
+		return fmt.Errorf("listing the image's root: %w", err)
 	}
 	cf, err := os.Open(filepath.Join(dir, image.ConfigFile))
 	if err != nil {

@@ -97,6 +97,13 @@ func TestCommandGolden(t *testing.T) {
 	redis.Cmdline = "loglevel=4"
 	noNet := testImage(TargetMicrovm)
 	noNet.NoNet = true
+	disk := func(target string) *Image {
+		img := testImage(target)
+		img.Initramfs, img.Disk = "", "root.erofs"
+		return img
+	}
+	vols := []Volume{{Host: "/data/pg,1.ext4", Guest: "/var/lib/postgresql", Type: "ext4", Image: "pg"},
+		{Host: "/tmp/tools.erofs", Guest: "/.bespoke/tools", Type: "erofs", ReadOnly: true}}
 
 	tests := []struct {
 		name string
@@ -113,6 +120,8 @@ func TestCommandGolden(t *testing.T) {
 		{"microvm-image-ports", Config{Image: redis, Accel: "tcg",
 			Ports: []PortMap{{Host: 16379, Guest: 6379, Proto: "tcp"}}, KernelLog: true}},
 		{"microvm-nonet", Config{Image: noNet, Accel: "tcg", Env: []string{"A=1"}, Args: []string{}}},
+		{"microvm-erofs-volumes", Config{Image: disk(TargetMicrovm), Accel: "tcg", Volumes: vols}},
+		{"pc-erofs", Config{Image: disk(TargetPC), Accel: "tcg"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,7 +214,7 @@ func TestCommandDetails(t *testing.T) {
 		// virtio_mmio.device parameter.
 		for n := 1; n < 2048; n++ {
 			args := []string{strings.Repeat("y", n)}
-			cmd, _ := kernelCmdline(testImage(TargetPC), Config{Args: args}, AccelKVM)
+			cmd, _ := kernelCmdline(testImage(TargetPC), Config{Args: args}, AccelTCG)
 			if len(cmd) <= maxCmdline-microvmMMIOReserve+4 {
 				continue
 			}
@@ -250,7 +259,9 @@ func TestImageRoundTrip(t *testing.T) {
 	}
 
 	bad := []struct{ json, wantErr string }{
-		{`{"target":"qemu-pc","kernel":"bzImage"}`, "no initramfs"},
+		{`{"target":"qemu-pc","kernel":"bzImage"}`, "no root: name an initramfs or a disk"},
+		{`{"target":"qemu-pc","kernel":"k","initramfs":"i","disk":"d"}`, "both an initramfs (i) and a root disk (d)"},
+		{`{"target":"qemu-pc","kernel":"k","disk":"../root.erofs"}`, `disk "../root.erofs": want a file name inside`},
 		{`{"target":"xen","kernel":"bzImage","initramfs":"i"}`, `unknown target "xen"`},
 		{`{"target":"qemu-pc","kernel":"../bzImage","initramfs":"i"}`, "a file name inside the image directory"},
 		{`{"target":"qemu-pc","kernel":"k","initramfs":"i","ready":"http:80"}`, "want tcp:PORT, log:REGEX"},

@@ -35,15 +35,21 @@ const (
 // image.json beside the kernel and the initramfs; bespoke run reads it.
 // File names are relative to the image directory.
 type Image struct {
-	Schema    int    `json:"schema"`
-	Name      string `json:"name"`
-	Target    string `json:"target"`    // TargetMicrovm, TargetPC or TargetFirecracker
-	Kernel    string `json:"kernel"`    // e.g. "bzImage"
-	Initramfs string `json:"initramfs"` // e.g. "initramfs.cpio.xz"
+	Schema int    `json:"schema"`
+	Name   string `json:"name"`
+	Target string `json:"target"` // TargetMicrovm, TargetPC or TargetFirecracker
+	Kernel string `json:"kernel"` // e.g. "bzImage"
+	// The root: an initramfs ("initramfs.cpio.xz") or a read-only erofs
+	// disk image ("root.erofs"), one of the two.
+	Initramfs string `json:"initramfs,omitempty"`
+	Disk      string `json:"disk,omitempty"`
 	// Cmdline holds extra kernel parameters, appended after bespoke's own.
 	Cmdline  string `json:"cmdline,omitempty"`
 	MemoryMB int    `json:"memory_mb,omitempty"` // default memory; 0 means DefaultMemoryMB
-	CPUs     int    `json:"cpus,omitempty"`      // default CPU count; 0 means 1
+	// MinMemoryMB is the least memory with which the image passed its
+	// workload (bespoke min-memory); 0: not measured.
+	MinMemoryMB int `json:"min_memory_mb,omitempty"`
+	CPUs        int `json:"cpus,omitempty"` // default CPU count; 0 means 1
 	// Ports the program listens on; bespoke run forwards each of them
 	// (to a free host port unless -p names one).
 	Ports []Port `json:"ports,omitempty"`
@@ -57,6 +63,10 @@ type Image struct {
 	// StopTimeoutSec is how long the program may take to stop after its
 	// stop signal (0: 10 s).
 	StopTimeoutSec int `json:"stop_timeout_sec,omitempty"`
+	// StateDir is the guest path of the program's state directory (the
+	// spec's {state}, which its setup prepared), when it has one: where a
+	// state volume goes (bespoke run -v FILE:{state}).
+	StateDir string `json:"state_dir,omitempty"`
 	// March is the -march the kernel was compiled for (kernel.march):
 	// under TCG the guest then gets QEMU's "max" CPU model, which has the
 	// instructions x86-64-v2/v3 add; under KVM it gets the host's.
@@ -140,7 +150,16 @@ func (img *Image) Check() error {
 	default:
 		return fmt.Errorf("unknown target %q (want qemu-microvm, qemu-pc or firecracker)", img.Target)
 	}
-	for _, f := range []struct{ field, name string }{{"kernel", img.Kernel}, {"initramfs", img.Initramfs}} {
+	root := struct{ field, name string }{"initramfs", img.Initramfs}
+	switch {
+	case img.Initramfs != "" && img.Disk != "":
+		return fmt.Errorf("both an initramfs (%s) and a root disk (%s): want one", img.Initramfs, img.Disk)
+	case img.Disk != "":
+		root = struct{ field, name string }{"disk", img.Disk}
+	case img.Initramfs == "":
+		return errors.New("no root: name an initramfs or a disk")
+	}
+	for _, f := range []struct{ field, name string }{{"kernel", img.Kernel}, root} {
 		if f.name == "" {
 			return fmt.Errorf("no %s file named", f.field)
 		}

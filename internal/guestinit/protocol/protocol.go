@@ -77,7 +77,62 @@ const (
 	// a ProbeMarker line for each: a test that a syscall removed from the
 	// table returns ENOSYS. Only for syscalls that are harmless so.
 	ParamProbeSyscalls = "bespoke.probe-syscalls"
+	// ParamVolumes lists the disks the init mounts, as base64url (no
+	// padding) JSON of []Volume (EncodeVolumes).
+	ParamVolumes = "bespoke.volumes"
 )
+
+// Volume is a disk the init mounts once the root is ready: a state volume
+// (bespoke run -v HOSTFILE:/GUEST/PATH) or bespoke's own tools (verify's
+// tracer). The init finds it by its virtio serial.
+type Volume struct {
+	// Serial is the serial QEMU gives the virtio-blk disk
+	// (/sys/block/vdX/serial in the guest).
+	Serial string `json:"serial"`
+	Target string `json:"target"` // the mount point, absolute
+	Type   string `json:"type"`   // "ext4" or "erofs"
+	// ReadOnly mounts it read-only.
+	ReadOnly bool `json:"ro,omitempty"`
+	// Image, for a writable volume, is the image it belongs to: the init
+	// fills a new, empty volume with what the image holds at Target and
+	// marks it (VolumeMarker); a volume marked for another image is an
+	// error, not data to run with.
+	Image string `json:"image,omitempty"`
+}
+
+// The directories of an erofs root the init uses to make it writable: a
+// tmpfs for the overlay's upper layer, and the overlay's mount point.
+// internal/initramfs puts them into every erofs root.
+const (
+	OverlayRW   = "/.bespoke/rw"
+	OverlayRoot = "/.bespoke/root"
+)
+
+// VolumeMarker is the file at the top of a state volume that names the
+// image it belongs to.
+const VolumeMarker = ".bespoke-volume"
+
+// EncodeVolumes returns the value for ParamVolumes.
+func EncodeVolumes(vs []Volume) (string, error) {
+	b, err := json.Marshal(vs)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// DecodeVolumes parses the value of ParamVolumes.
+func DecodeVolumes(s string) ([]Volume, error) {
+	var vs []Volume
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &vs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", ParamVolumes, err)
+	}
+	return vs, nil
+}
 
 // ProbeMarker starts the line of one probed syscall: "NR RESULT", where
 // RESULT is "ok" or the errno's name (ENOSYS).

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bespoke-os/bespoke/internal/verify"
+	"github.com/bespoke-os/bespoke/internal/vm"
+)
+
+// runMinMemory finds the smallest -m with which an image passes its
+// workload, by bisection over boots, and records it in report.json.
+func runMinMemory(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "min-memory")
+	low := fs.String("low", "16M", "the bottom of the search")
+	high := fs.String("high", "", "the top of the search, which must pass (default: the image's memory)")
+	step := fs.Int("step", 1, "the resolution of the search, in MiB")
+	accel := fs.String("accel", "auto", "accelerator: auto, kvm or tcg")
+	pos, rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || len(rest) > 0 {
+		return usageErrorf("want one IMAGE_DIR")
+	}
+	if *step < 1 {
+		return usageErrorf("--step %d: want 1 MiB or more", *step)
+	}
+	opts := verify.MemoryOptions{ImageDir: pos[0], Accel: *accel, Step: *step, Progress: env.Stderr}
+	for _, f := range []struct {
+		name, v string
+		dst     *int
+	}{{"low", *low, &opts.Low}, {"high", *high, &opts.High}} {
+		if f.v == "" {
+			continue
+		}
+		if *f.dst, err = vm.ParseMemory(f.v); err != nil {
+			return usageErrorf("--%s: %v", f.name, err)
+		}
+	}
+	res, err := verify.MinMemory(ctx, opts)
+	if errors.Is(err, verify.ErrFailed) {
+		return &ExitError{Code: 1, Err: err}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%d MiB: the least memory with which %s passes its workload (to %d MiB, in %d boots; recorded in report.json)\n",
+		res.MinMB, pos[0], res.Step, len(res.Tries))
+	return nil
+}
