@@ -19,18 +19,15 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	workload := fs.String("workload", "", "a workload instead of the spec's ({host} and {port} are filled in)")
 	metric := fs.String("metric", "", "a regular expression with one group around a number in the workload's output, summed per run (e.g. '([0-9.]+) requests per second')")
 	accel := fs.String("accel", "auto", "accelerator: auto, kvm or tcg")
-	pos, rest, err := parseInterspersed(fs, args)
+	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 || len(rest) > 0 {
-		return usageErrorf("want one IMAGE_DIR")
 	}
 	if *runs < 1 {
 		return usageErrorf("--runs %d: want 1 or more", *runs)
 	}
 	res, err := bench.Run(ctx, bench.Options{
-		ImageDir: pos[0], Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
+		ImageDir: dir, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
 	})
 	if err != nil {
 		return err
@@ -39,7 +36,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(pos[0], BenchFile), append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, BenchFile), append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprint(env.Stdout, res.Table())

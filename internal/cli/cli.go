@@ -179,6 +179,19 @@ func parseInterspersed(fs *flag.FlagSet, args []string) (positional, rest []stri
 	}
 }
 
+// oneImageDir parses the flags of a verb that takes one IMAGE_DIR and
+// returns it.
+func oneImageDir(fs *flag.FlagSet, args []string) (string, error) {
+	pos, rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 || len(rest) > 0 {
+		return "", usageErrorf("want one IMAGE_DIR")
+	}
+	return pos[0], nil
+}
+
 // stringList is a repeatable string flag (-p A -p B).
 type stringList []string
 

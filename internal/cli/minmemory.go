@@ -17,17 +17,14 @@ func runMinMemory(ctx context.Context, env *Env, args []string) error {
 	high := fs.String("high", "", "the top of the search, which must pass (default: the image's memory)")
 	step := fs.Int("step", 1, "the resolution of the search, in MiB")
 	accel := fs.String("accel", "auto", "accelerator: auto, kvm or tcg")
-	pos, rest, err := parseInterspersed(fs, args)
+	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 || len(rest) > 0 {
-		return usageErrorf("want one IMAGE_DIR")
 	}
 	if *step < 1 {
 		return usageErrorf("--step %d: want 1 MiB or more", *step)
 	}
-	opts := verify.MemoryOptions{ImageDir: pos[0], Accel: *accel, Step: *step, Progress: env.Stderr}
+	opts := verify.MemoryOptions{ImageDir: dir, Accel: *accel, Step: *step, Progress: env.Stderr}
 	for _, f := range []struct {
 		name, v string
 		dst     *int
@@ -47,6 +44,6 @@ func runMinMemory(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%d MiB: the least memory with which %s passes its workload (to %d MiB, in %d boots; recorded in report.json)\n",
-		res.MinMB, pos[0], res.Step, len(res.Tries))
+		res.MinMB, dir, res.Step, len(res.Tries))
 	return nil
 }

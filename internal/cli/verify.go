@@ -25,12 +25,9 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.noTrace, "no-trace", false, "run the program without the guest tracer (faster; failures are not classified)")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg")
 	fs.IntVar(&f.jobs, "j", 0, "make -j for a kernel rebuild (default: the number of CPUs)")
-	pos, rest, err := parseInterspersed(fs, args)
+	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 || len(rest) > 0 {
-		return usageErrorf("want one IMAGE_DIR")
 	}
 	if f.maxRounds < 1 {
 		return usageErrorf("--max-rounds %d: want 1 or more", f.maxRounds)
@@ -46,7 +43,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	res, err := verify.Run(ctx, verify.Options{
-		ImageDir: pos[0], Fix: f.fix, MaxRounds: f.maxRounds, NoTrace: f.noTrace,
+		ImageDir: dir, Fix: f.fix, MaxRounds: f.maxRounds, NoTrace: f.noTrace,
 		Accel: f.accel, Jobs: f.jobs, Progress: env.Stderr,
 	})
 	if res != nil {

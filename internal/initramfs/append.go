@@ -51,15 +51,7 @@ func Append(ctx context.Context, opts AppendOptions) (*Report, error) {
 		return nil, fmt.Errorf("appending to initramfs: %w", err)
 	}
 	b := newBuilder(opts.HostRoot, method, syms)
-	for _, p := range opts.Paths {
-		if err := b.addHost(p, KindFix, true, 0); err != nil {
-			return nil, fmt.Errorf("appending to initramfs: %w", err)
-		}
-	}
-	if len(b.nodes) == 0 {
-		return nil, errors.New("appending to initramfs: nothing to add")
-	}
-	if err := b.addParents(); err != nil {
+	if err := b.addFixes(opts.Paths); err != nil {
 		return nil, fmt.Errorf("appending to initramfs: %w", err)
 	}
 	for p, n := range b.nodes {
@@ -76,6 +68,20 @@ func Append(ctx context.Context, opts AppendOptions) (*Report, error) {
 		return nil, fmt.Errorf("appending to initramfs: %w", err)
 	}
 	return b.report, nil
+}
+
+// addFixes adds the host paths bespoke verify --fix found missing, with
+// their parent directories.
+func (b *builder) addFixes(paths []string) error {
+	for _, p := range paths {
+		if err := b.addHost(p, KindFix, true, 0); err != nil {
+			return err
+		}
+	}
+	if len(b.nodes) == 0 {
+		return errors.New("nothing to add")
+	}
+	return b.addParents()
 }
 
 // Concat writes the files parts one after the other to out, atomically,

@@ -121,8 +121,16 @@ func (b *builder) layOutTree(ctx context.Context, out, base string) (*erofsTree,
 		}
 		n := b.nodes[p]
 		dst := filepath.Join(dir, filepath.FromSlash(p))
-		if fi, err := os.Lstat(dst); err == nil && fi.IsDir() && n.hdr.Type() == TypeDir {
-			continue // a directory of the image being extended keeps its owner and mode
+		if fi, err := os.Lstat(dst); err == nil {
+			if fi.IsDir() && n.hdr.Type() == TypeDir {
+				continue // a directory of the image being extended keeps its owner and mode
+			}
+			// A file or symlink of the image being extended (the /lib ->
+			// usr/lib on the way to a library): the new one replaces it,
+			// as a later initramfs segment's entry does.
+			if err := os.Remove(dst); err != nil {
+				return nil, fmt.Errorf("writing %s: %s: %w", out, p, err)
+			}
 		}
 		if err := b.layOut(dst, n); err != nil {
 			if base == "" {
@@ -192,15 +200,7 @@ func AppendErofs(ctx context.Context, opts AppendOptions) (*Report, error) {
 	}
 	b := newBuilder(opts.HostRoot, "lz4hc", slices.Clone(erofsKconfig))
 	b.report.Format = FormatErofs
-	for _, p := range opts.Paths {
-		if err := b.addHost(p, KindFix, true, 0); err != nil {
-			return nil, fmt.Errorf("adding to the erofs root: %w", err)
-		}
-	}
-	if len(b.nodes) == 0 {
-		return nil, errors.New("adding to the erofs root: nothing to add")
-	}
-	if err := b.addParents(); err != nil {
+	if err := b.addFixes(opts.Paths); err != nil {
 		return nil, fmt.Errorf("adding to the erofs root: %w", err)
 	}
 	dir, err := os.MkdirTemp(filepath.Dir(opts.Output), "."+filepath.Base(opts.Output)+".tree-")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -119,18 +120,20 @@ func TestAppendErofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "root2.erofs")
-	rep, err := AppendErofs(context.Background(), AppendOptions{Archive: opts.Output, Output: out, Paths: []string{"/usr/share/locale"}, HostRoot: root})
+	// Through the /lib -> usr/lib symlink the image holds already, as
+	// verify --fix adds a library.
+	rep, err := AppendErofs(context.Background(), AppendOptions{Archive: opts.Output, Output: out, Paths: []string{"/usr/share/locale", "/lib/libfoo.so.1.2"}, HostRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Files) == 0 || rep.Files[len(rep.Files)-1].Path != "/usr/share/locale/fr/x.mo" || rep.Files[0].Kind != KindFix {
+	if !slices.ContainsFunc(rep.Files, func(f FileReport) bool { return f.Path == "/usr/share/locale/fr/x.mo" && f.Kind == KindFix }) {
 		t.Errorf("report of the new files: %+v", rep.Files)
 	}
 	dir := filepath.Join(t.TempDir(), "x")
 	if out, err := exec.Command(fsck, "--extract="+dir, "--preserve", out).CombinedOutput(); err != nil {
 		t.Fatalf("fsck.erofs --extract: %v\n%s", err, out)
 	}
-	for p, want := range map[string]string{"/usr/share/locale/fr/x.mo": "mo", "/etc/app/app.conf": "port 1\n"} {
+	for p, want := range map[string]string{"/usr/share/locale/fr/x.mo": "mo", "/etc/app/app.conf": "port 1\n", "/lib/libfoo.so.1.2": "libfoo"} {
 		if got, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(got) != want {
 			t.Errorf("%s: %q, %v; want %q", p, got, err, want)
 		}

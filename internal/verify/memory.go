@@ -77,18 +77,23 @@ func MinMemory(ctx context.Context, opts MemoryOptions) (*MemoryResult, error) {
 	}
 	res := &MemoryResult{Step: step}
 	probe := *sp
+	var timeout time.Duration
 	try := func(mb int) (bool, error) {
 		fmt.Fprintf(opts.Progress, "min-memory: booting %s with %d MiB\n", sp.Name, mb)
 		r, err := boot(ctx, Options{ImageDir: dir, Accel: opts.Accel, MemoryMB: mb, Progress: io.Discard,
-			console: filepath.Join(dir, MemoryConsole)}, &probe, len(res.Tries)+1, false)
+			console: filepath.Join(dir, MemoryConsole), timeout: timeout}, &probe, len(res.Tries)+1, false)
 		if err != nil {
 			return false, err
 		}
-		if r.Passed && len(res.Tries) == 0 && r.Workload != nil {
-			// Short of memory, a workload stalls rather than fails (the page
-			// cache thrashes): the later boots wait five times as long as
-			// the first took, not the spec's whole timeout.
-			probe.WorkloadTimeout = min(sp.WorkloadTimeout, max(30*time.Second, 5*time.Duration(r.Workload.Seconds*float64(time.Second))))
+		if r.Passed && len(res.Tries) == 0 {
+			// Short of memory, a guest stalls rather than fails (the page
+			// cache thrashes, before or after it is ready): the later boots
+			// wait five times as long as the first took, not the spec's
+			// timeouts (seen: 6m40s for one boot of redis at 23 MiB).
+			timeout = max(time.Minute, 5*time.Duration(r.Seconds*float64(time.Second)))
+			if r.Workload != nil {
+				probe.WorkloadTimeout = min(sp.WorkloadTimeout, max(30*time.Second, 5*time.Duration(r.Workload.Seconds*float64(time.Second))))
+			}
 		}
 		t := MemoryTry{MB: mb, Passed: r.Passed}
 		if !r.Passed {

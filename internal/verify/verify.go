@@ -9,6 +9,7 @@ package verify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,8 +48,11 @@ type Options struct {
 	// MemoryMB boots the image with this much memory (0: the image's).
 	MemoryMB int
 	// console, when set, is where the untraced boot's console goes
-	// (MinMemory's probes), instead of ConsoleFile.
+	// (MinMemory's probes), instead of ConsoleFile; timeout, when set,
+	// bounds the whole boot (MinMemory's probes: a guest short of memory
+	// may stall before it is ready).
 	console string
+	timeout time.Duration
 }
 
 // Result is what Run found, written as verify.json in the image directory.
@@ -246,7 +250,7 @@ func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) 
 		// Under the tracer the program runs slower, and the trace takes
 		// time to cross the console.
 		StopWait: 2 * time.Minute,
-		Timeout:  sp.ReadyTimeout + sp.WorkloadTimeout + sp.StopTimeout + 5*time.Minute,
+		Timeout:  cmp.Or(opts.timeout, sp.ReadyTimeout+sp.WorkloadTimeout+sp.StopTimeout+5*time.Minute),
 		Status:   p,
 	}
 	if traced {
