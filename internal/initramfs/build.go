@@ -220,6 +220,14 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		for _, d := range []string{protocol.OverlayRW, protocol.OverlayRoot} {
 			b.put(d, &node{hdr: Header{Mode: TypeDir | 0o755, Mtime: b.mtime}, kind: KindDir, generated: true}, true)
 		}
+		// The kernel mounts devtmpfs on /dev before /init (DEVTMPFS_MOUNT,
+		// in the erofs root's kernel options): the generated device nodes
+		// would be hidden, and only root could lay them out.
+		for p, n := range b.nodes {
+			if n.kind == KindDevice {
+				delete(b.nodes, p)
+			}
+		}
 	}
 	if err := b.checkProgram(opts.Config.Path); err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)

@@ -93,7 +93,11 @@ func (b *builder) layOutTree(ctx context.Context, out, base string) (*erofsTree,
 	sort.Strings(paths) // every directory before its contents
 	if os.Geteuid() != 0 {
 		for _, p := range paths {
-			if h := b.nodes[p].hdr; h.Uid != 0 || h.Gid != 0 || h.Type() == TypeChar || h.Type() == TypeBlock {
+			h := b.nodes[p].hdr
+			switch {
+			case h.Type() == TypeChar || h.Type() == TypeBlock:
+				return nil, fmt.Errorf("an erofs root holds the device node %s, and only root can make one: run bespoke as root, or build with --root initramfs", p)
+			case h.Uid != 0 || h.Gid != 0:
 				return nil, fmt.Errorf("an erofs root holds %s owned by %d:%d, and only root can lay it out so: run bespoke as root, or build with --root initramfs", p, h.Uid, h.Gid)
 			}
 		}
@@ -158,7 +162,13 @@ func (b *builder) mkfs(ctx context.Context, tree *erofsTree, out string) error {
 	u := tree.sum
 	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 	tmp := out + ".tmp"
-	args := append(append([]string{"--quiet"}, ErofsArgs...), fmt.Sprintf("-T%d", b.mtime), "-U"+uuid, tmp, tree.dir)
+	args := append(append([]string{"--quiet"}, ErofsArgs...), fmt.Sprintf("-T%d", b.mtime), "-U"+uuid)
+	if os.Geteuid() != 0 {
+		// Laid out as this user, every file of which belongs to root
+		// (layOutTree refuses others): mkfs.erofs says so.
+		args = append(args, "--all-root")
+	}
+	args = append(args, tmp, tree.dir)
 	cmd := exec.CommandContext(ctx, mkfs, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -278,6 +288,9 @@ func (b *builder) layOut(dst string, n *node) error {
 	case TypeSymlink:
 		if err := os.Symlink(h.Linkname, dst); err != nil {
 			return err
+		}
+		if os.Geteuid() != 0 {
+			return nil
 		}
 		return os.Lchown(dst, h.Uid, h.Gid)
 	case TypeChar, TypeBlock, TypeFIFO:

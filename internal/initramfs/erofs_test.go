@@ -56,6 +56,14 @@ func TestErofsRoot(t *testing.T) {
 	}
 	for p, e := range want {
 		host := filepath.Join(dir, filepath.FromSlash(p))
+		if e.Type() == TypeChar {
+			// devtmpfs is on /dev before /init runs from an erofs root.
+			if _, err := os.Lstat(host); err == nil {
+				t.Errorf("%s: a device node in the erofs root, want none", p)
+			}
+			delete(want, p)
+			continue
+		}
 		fi, err := os.Lstat(host)
 		if err != nil {
 			t.Errorf("%s: not in the erofs image: %v", p, err)
