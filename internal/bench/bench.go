@@ -153,7 +153,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					if wl.ExitCode != 0 {
 						wlErr = fmt.Errorf("the workload failed (exit %d) on kernel %s:\n%s", wl.ExitCode, s.Label, wl.Output)
 					}
-					secs, out = wl.Seconds, wl.Output
+					secs, out = wl.Seconds, wl.Full
 					return nil
 				},
 			})
@@ -167,15 +167,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			s.Seconds = append(s.Seconds, secs)
 			line := fmt.Sprintf("bench: run %d/%d, kernel %s: workload %.2fs", run, opts.Runs, s.Label, secs)
 			if metric != nil {
-				score, n := 0.0, 0
-				for _, m := range metric.FindAllStringSubmatch(out, -1) {
-					if v, err := strconv.ParseFloat(m[1], 64); err == nil {
-						score += v
-						n++
-					}
-				}
+				score, n := Score(metric, out)
 				if n == 0 {
-					return nil, fmt.Errorf("--metric %q matched nothing in the workload's output (its last lines):\n%s", opts.Metric, out)
+					return nil, fmt.Errorf("--metric %q matched nothing in the workload's output:\n%s", opts.Metric, lastLines(out, 20))
 				}
 				s.Scores = append(s.Scores, score)
 				line += fmt.Sprintf(", metric %.1f", score)
@@ -223,4 +217,24 @@ func pct(v, base float64) float64 {
 		return 0
 	}
 	return (v/base - 1) * 100
+}
+
+// Score sums the numbers metric's group matches in the whole of out, and
+// says how many it matched.
+func Score(metric *regexp.Regexp, out string) (sum float64, n int) {
+	for _, m := range metric.FindAllStringSubmatch(out, -1) {
+		if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+			sum += v
+			n++
+		}
+	}
+	return sum, n
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

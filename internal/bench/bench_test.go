@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"fmt"
 	"math"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -26,5 +28,22 @@ func TestTable(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestScore: --metric sums every match in the workload's whole output,
+// not its last lines (a client that prints a result per test, then a long
+// summary).
+func TestScore(t *testing.T) {
+	var out strings.Builder
+	for i := 1; i <= 100; i++ {
+		fmt.Fprintf(&out, "TEST%d: %d.5 requests per second\n", i, i)
+	}
+	for i := 0; i < 30; i++ {
+		out.WriteString("summary line\n")
+	}
+	sum, n := Score(regexp.MustCompile(`([0-9.]+) requests per second`), out.String())
+	if n != 100 || sum != 5100 {
+		t.Errorf("Score = %v over %d matches, want 5100 over 100", sum, n)
 	}
 }

@@ -218,6 +218,9 @@ type Workload struct {
 	ExitCode int     `json:"exit_code"`
 	Seconds  float64 `json:"seconds"`
 	Output   string  `json:"output,omitempty"` // the last lines
+	// Full is the whole output (bespoke bench's --metric reads it), not
+	// kept in report.json.
+	Full string `json:"-"`
 }
 
 // builder carries one build's state between stages.
@@ -986,7 +989,7 @@ func RunWorkload(ctx context.Context, command string, timeout time.Duration, log
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
 	fmt.Fprintf(log, "$ %s\n%s", command, out)
-	w := &Workload{Command: command, Seconds: time.Since(start).Seconds(), Output: tail(string(out), 20)}
+	w := &Workload{Command: command, Seconds: time.Since(start).Seconds(), Output: tail(string(out), 20), Full: string(out)}
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
