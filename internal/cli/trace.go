@@ -66,7 +66,9 @@ func runTrace(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stderr, "bespoke trace: %s (%s) in %.1fs: %d processes, %d threads, %d syscalls, %d paths, %d libraries -> %s\n",
 		m.Program.Path, exit, time.Since(t0).Seconds(), m.Processes, m.Threads, len(m.Syscalls), len(m.Paths), len(m.Libraries), *out)
 	if m.Workload != nil && m.Workload.ExitCode != 0 {
-		fmt.Fprintf(env.Stderr, "bespoke trace: warning: the workload exited with code %d (its output is in the manifest)\n", m.Workload.ExitCode)
+		// As bespoke build: the trace may not show a working program.
+		return fmt.Errorf("the workload exited with code %d, so the trace may not show a working program; manifest written anyway: %s (the workload's output is in it)",
+			m.Workload.ExitCode, *out)
 	}
 	return nil
 }

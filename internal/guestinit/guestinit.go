@@ -160,6 +160,8 @@ type Plan struct {
 	TracerArgv []string
 	// Gcov (protocol.ParamGcov): a profiling boot of a gcov kernel.
 	Gcov bool
+	// Clock (protocol.ParamClock): set the clock from the host's.
+	Clock bool
 	// ProbeSyscalls are made once before the program starts
 	// (protocol.ParamProbeSyscalls).
 	ProbeSyscalls []int
@@ -207,6 +209,7 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		p.StopSignal = sig
 	}
 	_, p.Gcov = params[protocol.ParamGcov]
+	_, p.Clock = params[protocol.ParamClock]
 	if v, ok := params[protocol.ParamProbeSyscalls]; ok {
 		for _, f := range strings.Split(v, ",") {
 			nr, err := strconv.Atoi(f)

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -285,7 +286,11 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 		sys.Credential = &syscall.Credential{Uid: uint32(p.Uid), Gid: uint32(p.Gid), Groups: groups}
 	}
 	stops := make(chan struct{}, 1)
-	go readRequests(os.Stdin, stops, p.Gcov)
+	times := make(chan int64, 1)
+	go readRequests(os.Stdin, stops, times, p.Gcov)
+	if p.Clock {
+		setClock(times)
+	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   p.Dir,
 		Env:   p.Env,
@@ -352,7 +357,7 @@ const tracerGrace = 60 * time.Second
 // kernel's gcov counters on a protocol.GcovResetRequest and says so. It
 // turns the console's echo off first, so a request does not come back to
 // the host.
-func readRequests(console *os.File, stops chan<- struct{}, gcov bool) {
+func readRequests(console *os.File, stops chan<- struct{}, times chan<- int64, gcov bool) {
 	if t, err := unix.IoctlGetTermios(int(console.Fd()), unix.TCGETS); err == nil {
 		t.Lflag &^= unix.ECHO | unix.ECHONL
 		unix.IoctlSetTermios(int(console.Fd()), unix.TCSETS, t)
@@ -365,6 +370,14 @@ func readRequests(console *os.File, stops chan<- struct{}, gcov bool) {
 			case stops <- struct{}{}:
 			default:
 			}
+		case strings.Contains(line, protocol.TimeReply):
+			_, v, _ := strings.Cut(line, protocol.TimeReply)
+			if ns, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				select {
+				case times <- ns:
+				default:
+				}
+			}
 		case gcov && strings.Contains(line, protocol.GcovResetRequest):
 			if err := os.WriteFile(protocol.GcovDir+"/reset", []byte("1\n"), 0); err != nil {
 				warnf("resetting the gcov counters: %v", err)
@@ -372,6 +385,32 @@ func readRequests(console *os.File, stops chan<- struct{}, gcov bool) {
 			}
 			say(protocol.Event{Kind: protocol.EventAck, Msg: protocol.GcovReset, Uptime: uptime()})
 		}
+	}
+}
+
+// clockWait bounds the wait for the host's time.
+const clockWait = 2 * time.Second
+
+// setClock asks the host for its time (an EventClock) and sets the guest's
+// clock to it plus half the round trip, the host's answer being taken
+// halfway. Without an answer the clock stays as the RTC set it.
+func setClock(times <-chan int64) {
+	asked := time.Now() // monotonic: setting the clock does not move it
+	say(protocol.Event{Kind: protocol.EventClock, Uptime: uptime()})
+	select {
+	case host := <-times:
+		rtt := time.Since(asked)
+		was := time.Now()
+		now := time.Unix(0, host).Add(was.Sub(asked) - rtt/2)
+		ts := unix.NsecToTimespec(now.UnixNano())
+		if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+			warnf("setting the clock from the host's: %v", err)
+			return
+		}
+		fmt.Printf("init: clock set from the host's: moved %+.3fs (round trip %.1f ms)\n", now.Sub(was.Round(0)).Seconds(), float64(rtt)/1e6)
+		say(protocol.Event{Kind: protocol.EventAck, Msg: protocol.ClockSet, Uptime: uptime()})
+	case <-time.After(clockWait):
+		warnf("the host did not send its time within %v: the clock stays as the RTC set it", clockWait)
 	}
 }
 

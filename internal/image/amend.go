@@ -3,8 +3,10 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/kbuild"
 	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
@@ -60,7 +63,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	if err != nil {
 		return fmt.Errorf("amending image %s: %w", dir, err)
 	}
-	defer os.RemoveAll(stage)
+	defer atomicdir.Discard(stage)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("amending image %s: %w", dir, err)
@@ -74,6 +77,19 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	}
 
 	if len(opts.Fixes.Include) > 0 {
+		m, err := manifest.ReadFile(filepath.Join(dir, ManifestFile))
+		if err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		sp, err := ReadSpec(dir)
+		if err != nil {
+			return err
+		}
+		for _, f := range opts.Fixes.Include {
+			if why := Exclusion(m, sp, f.What); why != "" {
+				return fmt.Errorf("amending image %s: not adding %s: %s", dir, f.What, why)
+			}
+		}
 		if rep.Initramfs == nil {
 			return fmt.Errorf("amending image %s: its report lists no root", dir)
 		}
@@ -157,6 +173,12 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		}
 		meta := kr.Meta
 		rep.Kernel, rep.KernelBytes, rep.KernelSymbols = &meta, meta.BzImageBytes, res.Yes
+		if rep.PGO != nil || sp.Kernel.Opt == spec.OptPGO {
+			if err := dropPGO(stage, sp, rep); err != nil {
+				return fmt.Errorf("amending image %s: %w", dir, err)
+			}
+			fmt.Fprintf(opts.Progress, "amend: the new kernel is built with -O2, without the profile: the image is no longer profile-guided (rebuild it with bespoke build --optimize pgo, and the fixed options in the spec's kernel.enable, to profile it again)\n")
+		}
 	}
 
 	fixes, err := ReadFixes(dir)
@@ -178,6 +200,21 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		return fmt.Errorf("amending image %s: %w", dir, err)
 	}
 	return nil
+}
+
+// dropPGO makes a staged image whose kernel was rebuilt without its
+// profile say so: its report and spec no longer claim a profile-guided
+// kernel, and the -O2 twin and profile files kept for bench and report go
+// (bench would compare two -O2 kernels).
+func dropPGO(stage string, sp *spec.Spec, rep *Report) error {
+	rep.PGO = nil
+	sp.Kernel.Opt = spec.OptO2
+	for _, f := range []string{O2KernelFile, O2VmlinuxFile, O2MetaFile, ProfileFile, ProfileConsole, CCLogFile} {
+		if err := os.Remove(filepath.Join(stage, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return writeJSON(filepath.Join(stage, SpecFile), sp)
 }
 
 // mergeFixes adds the fixes of b not already in a, by What.

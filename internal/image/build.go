@@ -10,6 +10,7 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/child"
 	"github.com/bespoke-os/bespoke/internal/features"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/initramfs"
@@ -297,7 +299,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if b.stage, err = atomicdir.Stage(opts.Out); err != nil {
 		return nil, fmt.Errorf("building image: %w", err)
 	}
-	defer os.RemoveAll(b.stage) // gone after the rename on success
+	defer atomicdir.Discard(b.stage) // gone after the rename on success
 	if b.log, err = os.Create(filepath.Join(b.stage, BuildLogFile)); err != nil {
 		return nil, fmt.Errorf("building image: %w", err)
 	}
@@ -552,15 +554,14 @@ func (b *builder) trace(ctx context.Context, state string) (*manifest.Manifest, 
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		opts.Env = append(opts.Env, k+"="+env[k])
 	}
-	if r := b.sp.Ready.OnHost(ports).String(); r != "" {
-		if opts.Ready, err = trace.ParseReady(r); err != nil {
-			return nil, err
+	if opts.Ready, err = traceReady(b.sp, ports); err != nil {
+		return nil, err
+	}
+	if b.sp.Workload != "" {
+		if opts.Workload, err = b.sp.Expand(b.sp.Workload, "127.0.0.1", ports); err != nil {
+			return nil, fmt.Errorf("workload: %w", err)
 		}
-		if b.sp.Workload != "" {
-			if opts.Workload, err = b.sp.Expand(b.sp.Workload, "127.0.0.1", ports); err != nil {
-				return nil, fmt.Errorf("workload: %w", err)
-			}
-		}
+		opts.WorkloadTimeout = b.sp.WorkloadTimeout
 	}
 	m, err := trace.Run(ctx, opts)
 	if err != nil {
@@ -571,6 +572,25 @@ func (b *builder) trace(ctx context.Context, state string) (*manifest.Manifest, 
 			w.ExitCode, tail(w.Output, 10))
 	}
 	return m, nil
+}
+
+// traceReady is the spec's ready condition for a trace whose guest ports
+// listen on ports[guest]. Without one, as in the guest, the program is
+// ready when any of its TCP ports accepts.
+func traceReady(sp *spec.Spec, ports map[int]int) (trace.Ready, error) {
+	if r := sp.Ready.OnHost(ports).String(); r != "" {
+		return trace.ParseReady(r)
+	}
+	var tcp []int
+	for _, p := range sp.Ports {
+		if p.Proto == "tcp" && !slices.Contains(tcp, ports[p.Port]) {
+			tcp = append(tcp, ports[p.Port])
+		}
+	}
+	if len(tcp) == 0 {
+		return trace.Ready{}, nil
+	}
+	return trace.AnyTCP(tcp...), nil
 }
 
 // kernel configures and builds the kernel for m.
@@ -975,27 +995,23 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 
 // RunWorkload runs a workload command on the host and keeps its output
 // (the last lines in Output, all of it in log). A workload that fails has
-// a non-zero ExitCode; the error is for one that could not run or did not
-// finish within timeout.
+// a non-zero ExitCode, one killed because ctx ended -1; the error is for
+// one that could not run or did not finish within timeout. It runs as
+// child.Shell runs it: in a process group of its own, killed with all it
+// started when ctx ends or the timeout passes (and its shell killed with
+// bespoke, even by SIGKILL).
 func RunWorkload(ctx context.Context, command string, timeout time.Duration, log io.Writer) (*Workload, error) {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "sh", "-c", command)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	out, err := cmd.CombinedOutput()
-	fmt.Fprintf(log, "$ %s\n%s", command, out)
-	w := &Workload{Command: command, Seconds: time.Since(start).Seconds(), Output: tail(string(out), 20), Full: string(out)}
-	var exit *exec.ExitError
+	var out bytes.Buffer
+	code, err := child.Shell(ctx, command, timeout, &out)
+	fmt.Fprintf(log, "$ %s\n%s", command, out.Bytes())
+	w := &Workload{Command: command, Seconds: time.Since(start).Seconds(), Output: tail(out.String(), 20), Full: out.String(), ExitCode: code}
+	var te *child.TimeoutError
 	switch {
-	case ctx.Err() == context.DeadlineExceeded:
-		return w, fmt.Errorf("the workload did not finish within %s", timeout)
-	case errors.As(err, &exit):
-		w.ExitCode = exit.ExitCode()
+	case errors.As(err, &te):
+		return w, fmt.Errorf("the workload %w", err)
+	case ctx.Err() != nil:
+		// Killed: the caller knows why (the guest ended, an interrupt).
 	case err != nil:
 		return w, fmt.Errorf("running the workload: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -178,7 +179,15 @@ func TestRedisImage(t *testing.T) {
 				return fmt.Errorf("redis-cli get: %v: %s", err, out)
 			}
 			got = strings.TrimSpace(string(out))
-			return nil
+			// The guest's clock is the host's: the init set it at boot.
+			// Checked at rest and after a load.
+			if err := checkGuestClock(ctx, t, port); err != nil {
+				return err
+			}
+			if out, err := exec.CommandContext(ctx, "redis-benchmark", "-p", port, "-q", "-n", "5000", "-c", "8", "-t", "set,get").CombinedOutput(); err != nil {
+				return fmt.Errorf("redis-benchmark: %v: %s", err, out)
+			}
+			return checkGuestClock(ctx, t, port)
 		},
 	})
 	if err != nil {
@@ -190,6 +199,42 @@ func TestRedisImage(t *testing.T) {
 	if !res.Stopped {
 		t.Errorf("the VM ended by itself (exit %d), want it stopped after the check", res.ExitCode)
 	}
+}
+
+// maxClockOffset is how far the guest's clock may be from the host's.
+const maxClockOffset = 50 * time.Millisecond
+
+// checkGuestClock compares redis's TIME (the guest's clock) with the
+// host's clock around the request.
+func checkGuestClock(ctx context.Context, t *testing.T, port string) error {
+	before := time.Now()
+	out, err := exec.CommandContext(ctx, "redis-cli", "-p", port, "time").Output()
+	after := time.Now()
+	if err != nil {
+		return fmt.Errorf("redis-cli time: %v: %s", err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return fmt.Errorf("redis-cli time: %q, want seconds and microseconds", out)
+	}
+	sec, err1 := strconv.ParseInt(f[0], 10, 64)
+	usec, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("redis-cli time: %q, want seconds and microseconds", out)
+	}
+	guest := time.Unix(sec, usec*1000)
+	offset := time.Duration(0)
+	switch {
+	case guest.Before(before):
+		offset = guest.Sub(before)
+	case guest.After(after):
+		offset = guest.Sub(after)
+	}
+	t.Logf("guest clock: %v from the host's (request round trip %v)", offset, after.Sub(before))
+	if offset < -maxClockOffset || offset > maxClockOffset {
+		return fmt.Errorf("the guest's clock is %v from the host's, want within %v", offset, maxClockOffset)
+	}
+	return nil
 }
 
 // TestRedisPC: the redis example with --target qemu-pc: its kernel is

@@ -15,16 +15,22 @@
 // Layout under CacheDir/kbuild:
 //
 //	KEY/                 result: bzImage, vmlinux, .config, System.map,
-//	                     build.log, bespoke-build.json; written whole, then renamed
+//	                     build.log, bespoke-build.json; written whole in
+//	                     .KEY.new-*, synced to disk, then swapped in (atomicdir)
 //	KEY.log              the log of a build of KEY that runs, failed or was interrupted
 //	KEY.lock             flock'ed while a process builds KEY; holds its pid
 //	work-LINEAGE.N/      a work dir (make O=); N > 0 for configs far apart or builds at once
-//	work-LINEAGE.N.lock  flock'ed while a build uses the work dir
+//	work-LINEAGE.N.lock  flock'ed while a build uses the work dir: make and
+//	                     every process it starts inherit the lock, so the dir
+//	                     stays locked until the last of them exits
 //
 // A result dir appears only by a rename after make succeeded and the
 // metadata was written, so an interrupted or failed build never counts as
-// a hit. The output directory is written next to its final place and
-// swapped in at the end: a failed build leaves the previous one intact.
+// a hit; a hit whose artifacts do not match the metadata (sizes, section
+// sizes, options) is removed and built again. The output directory is
+// written next to its final place and swapped in at the end: a failed
+// build leaves the previous one intact. make gets SIGKILL when bespoke
+// dies.
 package kbuild
 
 import (
@@ -33,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,7 +213,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 			work = ws[0].dir
 		}
 		res := &Result{Dir: opts.OutDir, BuildDir: work, Entry: result, Commands: commandLines(makeCommands(opts, cacheDir, work)), Meta: Meta{Key: key}}
-		if _, err := os.Stat(filepath.Join(result, metaFile)); err == nil {
+		if meta, err := readMeta(result); err == nil && checkEntry(result, &meta) == nil {
 			res.Hit = true
 		}
 		return res, nil
@@ -227,26 +234,33 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	defer unlock()
 
 	if meta, err := readMeta(result); err == nil {
-		meta.Hit, meta.MakeRun = true, false
-		if meta.Vmlinux.Code == 0 { // an entry from before Sizes had Code
-			if s, err := ELFSizes(filepath.Join(result, "vmlinux")); err == nil {
-				meta.Vmlinux = s
+		if err := checkEntry(result, &meta); err != nil {
+			say("kernel %s: cache entry %s is damaged (%v): removing it and building again", key, result, err)
+			if err := os.RemoveAll(result); err != nil {
+				return nil, fmt.Errorf("building kernel: removing damaged cache entry: %w", err)
 			}
+		} else {
+			meta.Hit, meta.MakeRun = true, false
+			say("kernel %s: cache hit (%s)", key, result)
+			if err := install(opts.OutDir, result, &meta, start); err != nil {
+				return nil, err
+			}
+			return &Result{Dir: opts.OutDir, BuildDir: meta.BuildDir, Entry: result, Hit: true, Commands: meta.Commands, Meta: meta}, nil
 		}
-		say("kernel %s: cache hit (%s)", key, result)
-		if err := install(opts.OutDir, result, &meta, start); err != nil {
-			return nil, err
-		}
-		return &Result{Dir: opts.OutDir, BuildDir: meta.BuildDir, Entry: result, Hit: true, Commands: meta.Commands, Meta: meta}, nil
 	}
 
-	wd, near, unlockWork, err := acquireWorkDir(root, lineage, opts.Config, makefileOptions(opts.Tree.Dir))
+	wd, near, workLock, err := acquireWorkDir(root, lineage, opts.Config, makefileOptions(opts.Tree.Dir))
 	if err != nil {
 		return nil, fmt.Errorf("building kernel: %w", err)
 	}
-	defer unlockWork()
+	defer workLock.Close()
 	work := wd.dir
 	cmds := makeCommands(opts, cacheDir, work)
+	for i := range cmds {
+		// make and all it starts hold the lock: if bespoke dies, the dir
+		// stays locked until the last of them has exited.
+		cmds[i].ExtraFiles = []*os.File{workLock}
+	}
 	meta := Meta{
 		Key: key, MakeRun: true, BuildDir: work, SourceVersion: opts.Tree.Version, SourceID: opts.Tree.ID,
 		SourceDir: opts.Tree.Dir, Toolchain: tc, CC: opts.CC, MakeVars: opts.ExtraMake, KeyExtra: opts.KeyExtra,
@@ -417,6 +431,9 @@ func Builds(cacheDir string) ([]Meta, error) {
 	}
 	var out []Meta
 	for _, p := range dirs {
+		if strings.HasPrefix(filepath.Base(filepath.Dir(p)), ".") {
+			continue // a result dir being written (atomicdir.Stage)
+		}
 		m, err := readMeta(filepath.Dir(p))
 		if err != nil {
 			return nil, err
@@ -424,6 +441,49 @@ func Builds(cacheDir string) ([]Meta, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// checkEntry checks that the artifacts of the result dir dir are those its
+// metadata describes: a power loss or a full disk can leave an entry
+// with its metadata and short or empty files. It fills in meta.Vmlinux
+// for an entry from before Sizes had Code.
+func checkEntry(dir string, meta *Meta) error {
+	for _, a := range artifacts {
+		st, err := os.Stat(filepath.Join(dir, a.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s is missing", a.name)
+		}
+		if err != nil {
+			return err
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", a.name)
+		}
+		if a.name == "bzImage" && st.Size() != meta.BzImageBytes {
+			return fmt.Errorf("bzImage is %d bytes, its metadata says %d", st.Size(), meta.BzImageBytes)
+		}
+		if a.name == "System.map" && st.Size() == 0 {
+			return errors.New("empty System.map")
+		}
+	}
+	s, err := ELFSizes(filepath.Join(dir, "vmlinux"))
+	if err != nil {
+		return fmt.Errorf("vmlinux: %w", err)
+	}
+	if meta.Vmlinux.Code == 0 { // an entry from before Sizes had Code
+		meta.Vmlinux.Code = s.Code
+	}
+	if s != meta.Vmlinux {
+		return fmt.Errorf("vmlinux's sections are %+v, its metadata says %+v", s, meta.Vmlinux)
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, ".config"))
+	if err != nil {
+		return err
+	}
+	if n := CountEnabled(cfg); n != meta.EnabledY {
+		return fmt.Errorf(".config enables %d options, its metadata says %d", n, meta.EnabledY)
+	}
+	return nil
 }
 
 func readMeta(dir string) (Meta, error) {

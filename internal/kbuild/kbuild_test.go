@@ -200,13 +200,13 @@ func TestWorkDirSelection(t *testing.T) {
 		}
 	}
 	var got []string
-	var unlocks []func()
+	var locks []*os.File
 	for range 5 {
-		w, _, unlock, err := acquireWorkDir(root, lineage, []byte(want), nil)
+		w, _, lock, err := acquireWorkDir(root, lineage, []byte(want), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		unlocks = append(unlocks, unlock) // held: the next call must pick another
+		locks = append(locks, lock) // held: the next call must pick another
 		got = append(got, fmt.Sprintf("%s %d", filepath.Base(w.dir), w.dist))
 	}
 	// Nearest first; equals in name order; then new dirs when all are busy.
@@ -214,13 +214,13 @@ func TestWorkDirSelection(t *testing.T) {
 	if diff := cmp.Diff(wantDirs, got); diff != "" {
 		t.Errorf("work dirs (-want +got):\n%s", diff)
 	}
-	for _, u := range unlocks {
-		u()
+	for _, l := range locks {
+		l.Close()
 	}
-	if w, _, unlock, _ := acquireWorkDir(root, lineage, []byte(want), nil); filepath.Base(w.dir) != lineage+".1" {
+	if w, _, lock, _ := acquireWorkDir(root, lineage, []byte(want), nil); filepath.Base(w.dir) != lineage+".1" {
 		t.Errorf("after unlocking: got %s, want the nearest again", w.dir)
 	} else {
-		unlock()
+		lock.Close()
 	}
 }
 
@@ -267,11 +267,11 @@ func TestWorkDirRecompile(t *testing.T) {
 	if diff := cmp.Diff(wantWs, got); diff != "" {
 		t.Errorf("work dirs (-want +got):\n%s", diff)
 	}
-	w, near, unlock, err := acquireWorkDir(root, lineage, []byte(want), nil)
+	w, near, lock, err := acquireWorkDir(root, lineage, []byte(want), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
+	lock.Close()
 	if filepath.Base(w.dir) != lineage+".0" || near != nil {
 		t.Errorf("acquired %s (passed over %v), want %s.0", w.dir, near, lineage)
 	}
@@ -279,11 +279,11 @@ func TestWorkDirRecompile(t *testing.T) {
 	// A config far from both (every object tests PREEMPT): a new dir,
 	// naming the nearest it passed over.
 	far := want + "CONFIG_PREEMPT=y\n"
-	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far), nil)
+	w, near, lock, err = acquireWorkDir(root, lineage, []byte(far), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
+	lock.Close()
 	if filepath.Base(w.dir) != lineage+".2" || w.dist != -1 || near == nil || filepath.Base(near.dir) != lineage+".0" {
 		t.Errorf("acquired %s dist %d, passed over %+v; want a new %s.2 after a far one", w.dir, w.dist, near, lineage)
 	}
@@ -292,11 +292,11 @@ func TestWorkDirRecompile(t *testing.T) {
 	for n := 3; n < MaxWorkDirs; n++ {
 		writeWorkDir(t, filepath.Join(root, fmt.Sprintf("%s.%d", lineage, n)), "CONFIG_SMP=y\n", objects)
 	}
-	w, near, unlock, err = acquireWorkDir(root, lineage, []byte(far), nil)
+	w, near, lock, err = acquireWorkDir(root, lineage, []byte(far), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
+	lock.Close()
 	if w.dist < 0 || near != nil || !w.far() {
 		t.Errorf("with %d dirs: acquired %+v (passed over %v), want the cheapest existing one", MaxWorkDirs, w, near)
 	}
@@ -494,10 +494,59 @@ func TestBuildCache(t *testing.T) {
 	if res4, err := Build(ctx, fakeOptions(t, f, cache, out2, baseConfig)); err != nil || !res4.Hit {
 		t.Errorf("first config after the change: hit=%v err=%v, want a hit", res4 != nil && res4.Hit, err)
 	}
-	left, _ := filepath.Glob(filepath.Join(tmp, "*.tmp-*"))
-	old, _ := filepath.Glob(filepath.Join(tmp, "*.old-*"))
-	if len(left)+len(old) > 0 {
-		t.Errorf("temporary output dirs left behind: %q %q", left, old)
+	if ents, _ := os.ReadDir(tmp); len(ents) != 2 {
+		t.Errorf("%d entries beside the output dirs, want 2 (no staging or old copy left): %v", len(ents), ents)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cache, "kbuild", ".*")); len(left) > 0 {
+		t.Errorf("staging dirs left in the cache: %q", left)
+	}
+}
+
+// TestBuildDamagedEntry: a cache entry whose artifacts do not match its
+// metadata (a truncated bzImage, as a power loss can leave one) is not a
+// hit: it is removed and the kernel built again, with a line saying why.
+func TestBuildDamagedEntry(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		damage func(entry string) error
+		why    string
+	}{
+		{"truncated bzImage", func(e string) error { return os.Truncate(filepath.Join(e, "bzImage"), 100) }, "bzImage is 100 bytes"},
+		{"empty vmlinux", func(e string) error { return os.Truncate(filepath.Join(e, "vmlinux"), 0) }, "vmlinux"},
+		{"empty .config", func(e string) error { return os.Truncate(filepath.Join(e, ".config"), 0) }, ".config"},
+		{"no System.map", func(e string) error { return os.Remove(filepath.Join(e, "System.map")) }, "System.map"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cache, tmp := t.TempDir(), t.TempDir()
+			f := &fakeMake{}
+			ctx := context.Background()
+			res, err := Build(ctx, fakeOptions(t, f, cache, filepath.Join(tmp, "k1"), baseConfig))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.damage(res.Entry); err != nil {
+				t.Fatal(err)
+			}
+			var progress bytes.Buffer
+			opts := fakeOptions(t, f, cache, filepath.Join(tmp, "k2"), baseConfig)
+			opts.Progress = &progress
+			res2, err := Build(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res2.Hit || f.builds() != 2 {
+				t.Errorf("damaged entry: hit=%v, %d builds; want a miss and a second build", res2.Hit, f.builds())
+			}
+			if !strings.Contains(progress.String(), "damaged") || !strings.Contains(progress.String(), tt.why) {
+				t.Errorf("progress does not say why the entry is not used (want %q):\n%s", tt.why, progress.String())
+			}
+			if st, err := os.Stat(filepath.Join(tmp, "k2", "bzImage")); err != nil || st.Size() != 1234 {
+				t.Errorf("installed bzImage: %v, want 1234 bytes", err)
+			}
+			if res3, err := Build(ctx, fakeOptions(t, f, cache, filepath.Join(tmp, "k3"), baseConfig)); err != nil || !res3.Hit {
+				t.Errorf("after the rebuild: hit=%v err=%v, want a hit", res3 != nil && res3.Hit, err)
+			}
+		})
 	}
 }
 

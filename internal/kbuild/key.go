@@ -75,7 +75,7 @@ func Key(in KeyInput) string {
 	field("targets", in.Targets...)
 	field("extra", in.Extra...)
 	if len(in.RemoveSyscalls) > 0 {
-		var nrs []string
+		nrs := []string{syscallRewrite}
 		for _, nr := range in.RemoveSyscalls {
 			nrs = append(nrs, strconv.Itoa(nr))
 		}

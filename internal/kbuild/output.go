@@ -3,10 +3,11 @@ package kbuild
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
 )
 
 // artifacts are the files of a result dir and an output dir, and where
@@ -19,8 +20,9 @@ var artifacts = []struct{ name, inWork string }{
 	{"build.log", ""},
 }
 
-// install copies a result dir's artifacts and build.json into outDir. It fills a new dir beside outDir and swaps it in at the
-// end, so outDir keeps its previous content when anything fails.
+// install copies a result dir's artifacts and build.json into outDir. It
+// fills a new dir beside outDir and swaps it in at the end, so outDir
+// keeps its previous content when anything fails.
 func install(outDir, resultDir string, meta *Meta, start time.Time) error {
 	outDir, err := filepath.Abs(outDir)
 	if err != nil {
@@ -29,14 +31,11 @@ func install(outDir, resultDir string, meta *Meta, start time.Time) error {
 	if err := checkOutDir(outDir); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(outDir), 0o755); err != nil {
-		return fmt.Errorf("writing kernel: %w", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(outDir), filepath.Base(outDir)+".tmp-*")
+	tmp, err := atomicdir.Stage(outDir)
 	if err != nil {
 		return fmt.Errorf("writing kernel: %w", err)
 	}
-	defer os.RemoveAll(tmp) // nothing left after the rename
+	defer atomicdir.Discard(tmp) // nothing left after the swap
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}

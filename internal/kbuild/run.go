@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bespoke-os/bespoke/internal/child"
 )
 
 // Command is one command line that a build runs.
@@ -19,6 +21,11 @@ type Command struct {
 	// by Note.
 	Do   func() error
 	Note string
+	// ExtraFiles are inherited by the process as fds 3 and up (not
+	// close-on-exec), and so by every process it starts: a build passes
+	// the work dir's lock, so that the dir stays locked until the last
+	// process of the build has exited, even after bespoke has.
+	ExtraFiles []*os.File
 }
 
 // String returns the command as a shell line a user can run by hand.
@@ -69,14 +76,18 @@ const killGrace = 5 * time.Second
 
 // ExecRunner runs c as a process in its own process group. When ctx is
 // cancelled the whole group (make and every compiler it started) gets
-// SIGTERM, then SIGKILL after a few seconds.
+// SIGTERM, then SIGKILL after a few seconds. When bespoke dies, even by
+// SIGKILL, the process gets SIGKILL (Pdeathsig); the processes it started
+// (compilers) run on and hold c.ExtraFiles (the work dir's lock) until
+// they exit.
 func ExecRunner(ctx context.Context, c Command, out io.Writer) error {
 	cmd := exec.CommandContext(ctx, c.Args[0], c.Args[1:]...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.ExtraFiles = c.ExtraFiles
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error {
 		pgid := cmd.Process.Pid
 		err := syscall.Kill(-pgid, syscall.SIGTERM)
@@ -84,7 +95,10 @@ func ExecRunner(ctx context.Context, c Command, out io.Writer) error {
 		return err
 	}
 	cmd.WaitDelay = killGrace + 5*time.Second
-	err := cmd.Run()
+	waitc, err := child.Start(cmd) // the forking thread lives as long as make, as Pdeathsig needs
+	if err == nil {
+		err = <-waitc
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -72,6 +72,11 @@ func ParseSyscallTable(data []byte) ([]Syscall, error) {
 // __SYSCALL_NORETURN(NR, ENTRY).
 var headerEntry = regexp.MustCompile(`^__SYSCALL(_NORETURN)?\((\d+), *([A-Za-z0-9_]+)\)$`)
 
+// syscallRewrite names the way RemoveSyscalls rewrites the table; it is
+// part of the key of every kernel with removed syscalls, so a change of
+// the rewrite must change it.
+const syscallRewrite = "syscalls_64.h-sys_ni_syscall-1"
+
 // RemoveSyscalls rewrites a generated syscalls_64.h so that the syscalls
 // numbered in remove dispatch to sys_ni_syscall (they return ENOSYS). A
 // noreturn syscall (exit, exit_group) cannot be removed. It returns how

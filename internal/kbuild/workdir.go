@@ -157,74 +157,82 @@ var configRef = regexp.MustCompile(`CONFIG_([A-Za-z0-9_]+)`)
 // and when most objects would recompile in the cheapest while the lineage
 // has fewer than MaxWorkDirs: that keeps each dir near the configs built
 // in it, so that a small change to any of them (verify --fix) stays a
-// small rebuild. near is the dir it passed over, if any.
-func acquireWorkDir(root, lineage string, cfg []byte, flags map[string]bool) (w workDir, near *workDir, unlock func(), err error) {
+// small rebuild. near is the dir it passed over, if any. lock holds the
+// work dir's flock: closing it unlocks, once no process that inherited
+// it (make, see Command.ExtraFiles) still runs.
+func acquireWorkDir(root, lineage string, cfg []byte, flags map[string]bool) (w workDir, near *workDir, lock *os.File, err error) {
 	ws := workDirs(root, lineage, cfg, flags)
 	for i := range ws {
-		u, ok, err := tryLock(ws[i].dir + ".lock")
+		l, err := tryLock(ws[i].dir + ".lock")
 		if err != nil {
 			return workDir{}, nil, nil, err
 		}
-		if !ok {
+		if l == nil {
 			continue
 		}
 		if ws[i].far() && len(ws) < MaxWorkDirs {
-			u()
+			l.Close()
 			near = &ws[i]
 			break
 		}
-		return ws[i], nil, u, nil
+		return ws[i], nil, l, nil
 	}
 	for n := 0; n < 1000; n++ {
 		d := fmt.Sprintf("%s.%d", filepath.Join(root, lineage), n)
 		if _, err := os.Stat(d); err == nil {
 			continue
 		}
-		u, ok, err := tryLock(d + ".lock")
+		l, err := tryLock(d + ".lock")
 		if err != nil {
 			return workDir{}, nil, nil, err
 		}
-		if !ok {
+		if l == nil {
 			continue
 		}
 		if err := os.Mkdir(d, 0o755); err != nil {
-			u()
+			l.Close()
 			if errors.Is(err, os.ErrExist) {
 				continue
 			}
 			return workDir{}, nil, nil, fmt.Errorf("creating build dir: %w", err)
 		}
-		return workDir{dir: d, dist: -1}, near, u, nil
+		return workDir{dir: d, dist: -1}, near, l, nil
 	}
 	return workDir{}, nil, nil, fmt.Errorf("no free build dir for %s in %s", lineage, root)
 }
 
-// tryLock takes an flock on path without waiting.
-func tryLock(path string) (unlock func(), ok bool, err error) {
+// tryLock takes an flock on path without waiting. It returns the locked
+// file, or nil when another holds the lock. Closing the file unlocks:
+// there is no LOCK_UN, which would unlock it for the processes that
+// inherited it too.
+func tryLock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, false, fmt.Errorf("opening lock: %w", err)
+		return nil, fmt.Errorf("opening lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, false, nil
+			return nil, nil
 		}
-		return nil, false, fmt.Errorf("locking %s: %w", path, err)
+		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, true, nil
+	return f, nil
 }
 
 // saveResult copies the artifacts of a finished build from the work dir
-// into a new result dir, with the log and the metadata, and renames it
-// into place: from then on the key is a cache hit.
+// into a new result dir, with the log and the metadata, and swaps it into
+// place (atomicdir, which writes it to disk first): from then on the key
+// is a cache hit.
 func saveResult(work, result, logPath string, meta *Meta) error {
-	tmp, err := os.MkdirTemp(filepath.Dir(result), filepath.Base(result)+".tmp-*")
+	tmp, err := atomicdir.Stage(result)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	os.Chmod(tmp, 0o755)
+	defer atomicdir.Discard(tmp) // nothing left after the swap
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
 	for _, a := range artifacts {
 		from := filepath.Join(work, a.inWork)
 		if a.inWork == "" {
@@ -237,6 +245,5 @@ func saveResult(work, result, logPath string, meta *Meta) error {
 	if err := writeJSON(filepath.Join(tmp, metaFile), meta); err != nil {
 		return err
 	}
-	os.RemoveAll(result) // a result dir without metadata is no result
-	return os.Rename(tmp, result)
+	return atomicdir.Replace(tmp, result)
 }

@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -30,9 +32,10 @@ type Tree struct {
 	Dir     string // top of the tree (holds Makefile, Kconfig, arch/)
 	Version string // e.g. "6.12.117"
 	Source  string // the tarball or directory it came from
-	// ID identifies the source content for cache keys: the version plus a
-	// hash of the tarball's path, size and modification time, or of the
-	// tree's top Makefile for a directory.
+	// ID identifies the source content for cache keys: the version plus,
+	// for a tarball, a hash of its bytes, and for a directory a hash of
+	// every file's path, size, mode and change times (what make itself
+	// trusts to tell an edited file). Any change of the source changes it.
 	ID string
 }
 
@@ -74,16 +77,28 @@ func Prepare(ctx context.Context, src, cacheDir string, log io.Writer) (*Tree, e
 		return nil, fmt.Errorf("reading kernel source: %w", err)
 	}
 	if st.IsDir() {
-		return treeAt(abs, abs)
+		t, err := treeAt(abs, abs)
+		if err != nil {
+			return nil, err
+		}
+		sum, err := dirSum(abs)
+		if err != nil {
+			return nil, fmt.Errorf("reading kernel source %s: %w", abs, err)
+		}
+		t.ID = t.Version + "-" + sum
+		return t, nil
 	}
 	if !isTarball(abs) {
 		return nil, fmt.Errorf("kernel source %s: want a directory or a .tar.xz, .tar.gz or .tar file", abs)
 	}
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano())))
+	// The unpacked tree is found again by the tarball's identity on disk
+	// (path, size, inode, modification and change times: a tarball
+	// rewritten in place gets a new change time); its content's hash,
+	// taken when it was unpacked, is the tree's ID.
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano(), ctimeNano(st), inode(st))))
 	key := hex.EncodeToString(sum[:8])
 	dest := filepath.Join(cacheDir, "src", strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))+"-"+key)
-	if t, err := findTree(dest); err == nil {
-		t.Source = abs
+	if t, err := unpacked(dest, abs); err == nil {
 		return t, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
@@ -108,21 +123,103 @@ func Prepare(ctx context.Context, src, cacheDir string, log io.Writer) (*Tree, e
 	if _, err := findTree(tmp); err != nil {
 		return nil, fmt.Errorf("kernel source %s: %w", abs, err)
 	}
+	content, err := fileSum(abs)
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel source %s: %w", abs, err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, sumFile), []byte(content+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("creating cache: %w", err)
+	}
 	if err := os.Rename(tmp, dest); err != nil {
 		// Another process may have unpacked the same source meanwhile.
-		if t, err2 := findTree(dest); err2 == nil {
-			t.Source = abs
+		if t, err2 := unpacked(dest, abs); err2 == nil {
 			return t, nil
 		}
 		return nil, fmt.Errorf("moving unpacked source into the cache: %w", err)
 	}
 	fmt.Fprintf(log, "unpacked kernel source in %s\n", time.Since(start).Round(time.Second))
+	return unpacked(dest, abs)
+}
+
+// sumFile, in an unpacked tarball's cache dir, holds the hash of the
+// tarball's bytes.
+const sumFile = ".bespoke-source-sha256"
+
+// unpacked returns the tree unpacked from the tarball src in dest, its ID
+// from the content hash recorded beside it (an unpack from before the
+// record is hashed now).
+func unpacked(dest, src string) (*Tree, error) {
 	t, err := findTree(dest)
 	if err != nil {
 		return nil, err
 	}
-	t.Source = abs
+	b, err := os.ReadFile(filepath.Join(dest, sumFile))
+	content := strings.TrimSpace(string(b))
+	if err != nil || len(content) != 64 {
+		if content, err = fileSum(src); err != nil {
+			return nil, err
+		}
+		// Best effort: the next Prepare hashes again if this fails.
+		_ = os.WriteFile(filepath.Join(dest, sumFile), []byte(content+"\n"), 0o644)
+	}
+	t.Source, t.ID = src, t.Version+"-"+content[:16]
 	return t, nil
+}
+
+// fileSum returns the SHA-256 of a file's bytes, in hex.
+func fileSum(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// dirSum hashes a source tree's file list: each path with its type, mode,
+// size, modification and change times (an edit, a patch, a checkout or a
+// copy over a file changes one of them; make itself trusts the
+// modification time). .git is left out: it does not build.
+func dirSum(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s\x00%o\x00%d\x00%d\x00%d\n", rel, fi.Mode(), fi.Size(), fi.ModTime().UnixNano(), ctimeNano(fi))
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// ctimeNano is a file's change time, which no tool sets back.
+func ctimeNano(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ctim.Sec*1e9 + st.Ctim.Nsec
+	}
+	return 0
+}
+
+func inode(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 func isTarball(p string) bool {
@@ -178,8 +275,7 @@ func treeAt(dir, source string) (*Tree, error) {
 	if v["SUBLEVEL"] != "" {
 		version += "." + v["SUBLEVEL"]
 	}
-	sum := sha256.Sum256(mk)
-	return &Tree{Dir: dir, Version: version, Source: source, ID: version + "-" + hex.EncodeToString(sum[:6])}, nil
+	return &Tree{Dir: dir, Version: version, Source: source}, nil
 }
 
 func lastLines(s string, n int) string {

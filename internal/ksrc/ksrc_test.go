@@ -83,3 +83,72 @@ func TestPrepareBadSources(t *testing.T) {
 		t.Error("empty directory accepted as a kernel tree")
 	}
 }
+
+// TestSourceID: the ID changes whenever the source does, not only its
+// Makefile (two trees with the same Makefile and another init/main.c
+// shared a cache key).
+func TestSourceID(t *testing.T) {
+	ctx := context.Background()
+	cache := t.TempDir()
+	tarball := func(mainC string) string {
+		src := t.TempDir()
+		top := filepath.Join(src, "linux-source-6.12")
+		fakeTree(t, top)
+		os.MkdirAll(filepath.Join(top, "init"), 0o755)
+		if err := os.WriteFile(filepath.Join(top, "init", "main.c"), []byte(mainC), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tb := filepath.Join(t.TempDir(), "linux-source-6.12.tar.gz")
+		if out, err := exec.Command("tar", "-czf", tb, "-C", src, "linux-source-6.12").CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v %s", err, out)
+		}
+		return tb
+	}
+	a, b := tarball("int main;\n"), tarball("int main2;\n")
+	ta, err := Prepare(ctx, a, cache, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := Prepare(ctx, b, cache, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ta.ID == tb.ID {
+		t.Errorf("two tarballs differing in init/main.c: same ID %s", ta.ID)
+	}
+	// The same tarball again: the same ID, from the record.
+	if again, err := Prepare(ctx, a, cache, io.Discard); err != nil || again.ID != ta.ID {
+		t.Errorf("second Prepare of a tarball: %v, ID %s, want %s", err, again.ID, ta.ID)
+	}
+	// A tarball rewritten in place with other content and its old
+	// modification time is unpacked again, with another ID.
+	fi, _ := os.Stat(a)
+	data, _ := os.ReadFile(b)
+	if err := os.WriteFile(a, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(a, fi.ModTime(), fi.ModTime())
+	if re, err := Prepare(ctx, a, cache, io.Discard); err != nil || re.ID != tb.ID {
+		t.Errorf("tarball rewritten in place: %v, ID %s, want %s (its new content's)", err, re.ID, tb.ID)
+	}
+
+	// A directory: an edit of any file changes the ID; nothing else does.
+	dir := t.TempDir()
+	fakeTree(t, dir)
+	mainC := filepath.Join(dir, "init", "main.c")
+	os.MkdirAll(filepath.Dir(mainC), 0o755)
+	os.WriteFile(mainC, []byte("int main;\n"), 0o644)
+	d1, err := Prepare(ctx, dir, cache, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, _ := Prepare(ctx, dir, cache, io.Discard); d2.ID != d1.ID {
+		t.Errorf("an unchanged directory: ID %s, then %s", d1.ID, d2.ID)
+	}
+	if err := os.WriteFile(mainC, []byte("int mainX;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d3, _ := Prepare(ctx, dir, cache, io.Discard); d3.ID == d1.ID {
+		t.Errorf("init/main.c edited: the ID stayed %s", d1.ID)
+	}
+}

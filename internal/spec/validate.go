@@ -206,6 +206,9 @@ func (sp *Spec) Validate() error {
 	}
 	if sp.Workload != "" {
 		check("workload", sp.Workload, sp.Vars("127.0.0.1", guest, ""))
+		if sp.Ready.Kind == ReadyNone && !slices.ContainsFunc(sp.Ports, func(p Port) bool { return p.Proto == "tcp" }) {
+			bad("workload", "a workload needs to know when the program is ready: add ready (tcp:PORT or log:REGEX), or a TCP port to ports (then any of them accepting is ready)")
+		}
 	}
 	for i, s := range sp.Setup {
 		check(fmt.Sprintf("setup.%d", i), s, Vars{State: "/state"})

@@ -31,6 +31,10 @@ type Options struct {
 	// Workload is a shell command (sh -c) run on the host once the program
 	// is ready. It needs Ready.
 	Workload string
+	// WorkloadTimeout bounds the workload (0: no bound). When it passes,
+	// the workload is killed with everything it started, the program too,
+	// and Run fails.
+	WorkloadTimeout time.Duration
 	// Timeout bounds the wait for readiness (default DefaultReadyTimeout),
 	// or, without Ready, the whole trace (0: none; when it expires the
 	// program is stopped and the manifest says so).

@@ -3,10 +3,13 @@ package trace
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Ready is how bespoke decides that a traced program is ready for its
@@ -19,6 +22,41 @@ type Ready struct {
 	Port string
 	// Regex matches the program's stdout or stderr.
 	Regex *regexp.Regexp
+	// Any, for Kind "tcp-any", are TCP ports of which one accepting is
+	// enough (AnyTCP).
+	Any []int
+}
+
+// AnyTCP is ready when one of ports accepts a connection on 127.0.0.1: a
+// spec's default when it forwards TCP ports and names no ready condition.
+func AnyTCP(ports ...int) Ready {
+	if len(ports) == 1 {
+		return Ready{Kind: "tcp", Port: strconv.Itoa(ports[0])}
+	}
+	return Ready{Kind: "tcp-any", Any: slices.Clone(ports)}
+}
+
+// accepts reports whether r's TCP port (one of them, for tcp-any) accepts
+// a connection now; false for a log check.
+func (r Ready) accepts() bool {
+	ports := []string{r.Port}
+	switch r.Kind {
+	case "tcp":
+	case "tcp-any":
+		ports = ports[:0]
+		for _, p := range r.Any {
+			ports = append(ports, strconv.Itoa(p))
+		}
+	default:
+		return false
+	}
+	for _, p := range ports {
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", p), 500*time.Millisecond); err == nil {
+			c.Close()
+			return true
+		}
+	}
+	return false
 }
 
 // ParseReady parses "tcp:PORT" (PORT may be "{port}") or "log:REGEX".
@@ -49,13 +87,19 @@ func ParseReady(s string) (Ready, error) {
 // IsZero reports whether r is no readiness check.
 func (r Ready) IsZero() bool { return r.Kind == "" }
 
-// String returns r as ParseReady reads it.
+// String returns r as ParseReady reads it (tcp-any: a description).
 func (r Ready) String() string {
 	switch r.Kind {
 	case "tcp":
 		return "tcp:" + r.Port
 	case "log":
 		return "log:" + r.Regex.String()
+	case "tcp-any":
+		var ps []string
+		for _, p := range r.Any {
+			ps = append(ps, "tcp:"+strconv.Itoa(p))
+		}
+		return "any of " + strings.Join(ps, ", ")
 	}
 	return ""
 }

@@ -8,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/child"
 	"github.com/bespoke-os/bespoke/internal/manifest"
 	"golang.org/x/sys/unix"
 )
@@ -199,7 +198,7 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 		}
 		fmt.Fprintf(opts.Log, "trace: ready (%s) after %.1fs\n", opts.Ready, time.Since(t0).Seconds())
 		if opts.Workload != "" {
-			wl, err = runWorkload(ctx, opts.Workload, opts.Log)
+			wl, err = runWorkload(ctx, opts.Workload, opts.WorkloadTimeout, opts.Log)
 			if err != nil {
 				return abort(err)
 			}
@@ -276,12 +275,8 @@ func (s *session) waitReady(ctx context.Context, timeout <-chan time.Time) error
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if s.opts.Ready.Kind == "tcp" {
-			c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", s.opts.Ready.Port), 500*time.Millisecond)
-			if err == nil {
-				c.Close()
-				return nil
-			}
+		if s.opts.Ready.accepts() {
+			return nil
 		}
 		select {
 		case <-s.ready:
@@ -331,25 +326,21 @@ func (s *session) stop(ctx context.Context) error {
 // maxWorkloadOutput bounds the workload output kept in the manifest.
 const maxWorkloadOutput = 64 << 10
 
-func runWorkload(ctx context.Context, command string, log io.Writer) (*manifest.Workload, error) {
+// runWorkload runs the workload (see child.Shell: in a process group of
+// its own, killed with what it started when ctx ends or timeout passes).
+func runWorkload(ctx context.Context, command string, timeout time.Duration, log io.Writer) (*manifest.Workload, error) {
 	fmt.Fprintf(log, "trace: running workload: %s\n", command)
 	var out capped
-	cmd := exec.CommandContext(ctx, "sh", "-c", command)
-	w := io.MultiWriter(&out, log)
-	cmd.Stdout, cmd.Stderr = w, w
 	t0 := time.Now()
-	err := cmd.Run()
-	wl := &manifest.Workload{Command: command, Seconds: time.Since(t0).Seconds(), Output: out.String()}
-	var ee *exec.ExitError
+	code, err := child.Shell(ctx, command, timeout, io.MultiWriter(&out, log))
+	var te *child.TimeoutError
 	switch {
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("running workload: %w", ctx.Err())
-	case errors.As(err, &ee):
-		wl.ExitCode = ee.ExitCode()
+	case errors.As(err, &te):
+		return nil, fmt.Errorf("running workload: the workload %w", err)
 	case err != nil:
 		return nil, fmt.Errorf("running workload: %w", err)
 	}
-	return wl, nil
+	return &manifest.Workload{Command: command, Seconds: time.Since(t0).Seconds(), Output: out.String(), ExitCode: code}, nil
 }
 
 // capped keeps the first maxWorkloadOutput bytes written to it.

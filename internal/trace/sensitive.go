@@ -115,3 +115,9 @@ func isDigits(s string) bool {
 	}
 	return true
 }
+
+// SensitiveFile is Sensitive for a file on this host, its content's start
+// read from disk.
+func SensitiveFile(p string) (reason string, ok bool) {
+	return Sensitive(p, realHost{}.Head(p))
+}

@@ -82,6 +82,9 @@ type Facts struct {
 	Lstat func(path string) (fs.FileInfo, error)
 	// Removed are the syscalls the image's kernel left out of its table.
 	Removed []string
+	// Excluded says why a host path must never be added to the image, or
+	// "" (nil: nothing is excluded).
+	Excluded func(path string) string
 }
 
 // lookups are the path operations that read: an ENOENT on them means the
@@ -94,6 +97,9 @@ var lookups = []string{"open", "stat", "access", "exec", "readlink", "opendir", 
 func Classify(f Facts) []Finding {
 	if f.Lstat == nil {
 		f.Lstat = os.Lstat
+	}
+	if f.Excluded == nil {
+		f.Excluded = func(string) string { return "" }
 	}
 	host := indexPaths(f.Host)
 	var out []Finding
@@ -127,9 +133,12 @@ func Classify(f Facts) []Finding {
 			ev += "; not looked up on the host while tracing, present on the host"
 		}
 		fd := Finding{Kind: MissingFile, Subject: p.Path, Evidence: ev}
-		if fi.Mode().IsRegular() || fi.Mode().Type() == fs.ModeSymlink {
+		switch why := f.Excluded(p.Path); {
+		case why != "":
+			fd.Hint = "not added: " + why
+		case fi.Mode().IsRegular() || fi.Mode().Type() == fs.ModeSymlink:
 			fd.Include = p.Path
-		} else {
+		default:
 			fd.Hint = fmt.Sprintf("a %s on the host: add it to the spec's include (directories are copied whole) or create it with dirs", kindOf(fi))
 		}
 		out = append(out, fd)

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -179,5 +181,46 @@ func TestClassifyFailedSyscall(t *testing.T) {
 		if diff := cmp.Diff(tt.want, s); diff != "" {
 			t.Errorf("%s: findings (-want +got):\n%s", tt.name, diff)
 		}
+	}
+}
+
+// TestClassifyExcluded: a missing file the image must never hold gets no
+// automatic fix, and the finding says why and what to do instead.
+func TestClassifyExcluded(t *testing.T) {
+	host := &manifest.Manifest{Excluded: []manifest.Excluded{{Path: "/etc/ssl/private", Reason: "TLS private keys"}}}
+	sp := &spec.Spec{Exclude: []string{"/usr/share/doc"}}
+	guest := &manifest.Manifest{Paths: []manifest.Path{
+		{Path: "/etc/ssl/private/app.pem", Ops: []string{"open"}, Result: "ENOENT"},
+		{Path: "/usr/share/doc/app/notice", Ops: []string{"open"}, Result: "ENOENT"},
+		{Path: "/root/.ssh/id_rsa", Ops: []string{"open"}, Result: "ENOENT"},
+		{Path: "/etc/app.conf", Ops: []string{"open"}, Result: "ENOENT"},
+	}}
+	got := Classify(Facts{
+		Host: host, Guest: guest,
+		InImage:  func(string) bool { return false },
+		Enabled:  func(string) bool { return true },
+		Lstat:    func(string) (fs.FileInfo, error) { return fakeInfo{0o600}, nil },
+		Excluded: func(p string) string { return image.Exclusion(host, sp, p) },
+	})
+	want := map[string]string{
+		"/etc/ssl/private/app.pem":  "TLS private keys",
+		"/usr/share/doc/app/notice": "spec's exclude",
+		"/root/.ssh/id_rsa":         "SSH keys",
+		"/etc/app.conf":             "",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("findings: %v, want one for each of %v", got, want)
+	}
+	for _, f := range got {
+		w := want[f.Subject]
+		switch {
+		case w == "" && f.Include != f.Subject:
+			t.Errorf("%s: include %q, want it added", f.Subject, f.Include)
+		case w != "" && (f.Include != "" || !strings.Contains(f.Hint, w) || !strings.Contains(f.Hint, "never copies") && !strings.Contains(f.Hint, "take the pattern out")):
+			t.Errorf("%s: include %q hint %q, want no fix and a hint with %q", f.Subject, f.Include, f.Hint, w)
+		}
+	}
+	if fx := fixesOf(got); len(fx.Include) != 1 || fx.Include[0].What != "/etc/app.conf" {
+		t.Errorf("fixes: %+v, want /etc/app.conf only", fx.Include)
 	}
 }

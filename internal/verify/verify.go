@@ -381,11 +381,16 @@ func classify(r *Round, res *vm.Result, dir string) error {
 	if rep.Syscalls != nil {
 		removed = rep.Syscalls.Removed
 	}
+	sp, err := image.ReadSpec(dir)
+	if err != nil {
+		return err
+	}
 	r.Findings = Classify(Facts{
 		Host: host, Guest: guest,
-		InImage: func(p string) bool { return inImage[p] },
-		Enabled: cfg.Enabled,
-		Removed: removed,
+		InImage:  func(p string) bool { return inImage[p] },
+		Enabled:  cfg.Enabled,
+		Removed:  removed,
+		Excluded: func(p string) string { return image.Exclusion(host, sp, p) },
 	})
 	return nil
 }

@@ -410,6 +410,7 @@ func kernelCmdline(img *Image, cfg Config, accel string) (string, error) {
 		}
 		parts = append(parts, "tsc=reliable", "noapictimer")
 	}
+	parts = append(parts, protocol.ParamClock+"=1")
 	if !img.NoNet {
 		parts = append(parts, protocol.ParamNet+"="+guestNet)
 	}

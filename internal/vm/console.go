@@ -33,6 +33,8 @@ type console struct {
 	started, exec, done, logReady chan struct{}
 	final                         *timedEvent // exit or error
 	acks                          map[string]chan struct{}
+	// onClock answers the init's EventClock (nil: no answer).
+	onClock func()
 }
 
 type timedEvent struct {
@@ -119,6 +121,10 @@ func (c *console) line(line string, now time.Duration) {
 		closeOnce(c.exec)
 	case protocol.EventAck:
 		closeOnce(c.ackLocked(e.Msg))
+	case protocol.EventClock:
+		if c.onClock != nil {
+			c.onClock()
+		}
 	case protocol.EventExit, protocol.EventError:
 		if c.final == nil {
 			c.final = &te

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/child"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 )
 
@@ -182,29 +182,29 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cmd := exec.Command(qemuPath, p.args[1:]...)
 	cmd.Args[0] = p.args[0]
 	// QEMU never touches the user's terminal: its stdin, the guest's
-	// serial input, is /dev/null, or a pipe for the stop request.
-	var guestIn *os.File
-	if cfg.StopGuest || len(cfg.ReadyRequests) > 0 {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, fmt.Errorf("starting QEMU: %w", err)
-		}
-		defer r.Close()
-		defer w.Close()
-		cmd.Stdin, guestIn = r, w
+	// serial input, is a pipe for the host's time, the requests and the
+	// stop request.
+	askStop := cfg.StopGuest || len(cfg.ReadyRequests) > 0
+	guestOut, guestIn, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting QEMU: %w", err)
 	}
+	defer guestOut.Close()
+	defer guestIn.Close()
+	cmd.Stdin = guestOut
 	cmd.Stdout = pw
 	qerr := &tailBuffer{max: 4096}
 	cmd.Stderr = qerr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,            // Ctrl-C reaches bespoke only; bespoke stops QEMU
-		Pdeathsig: syscall.SIGKILL, // bespoke killed: QEMU goes too (see startLocked)
+		Pdeathsig: syscall.SIGKILL, // bespoke killed: QEMU goes too (see child.Start)
 	}
 	cmd.WaitDelay = time.Second
 
 	start := time.Now()
 	con := newConsole(start, p.ready.re, res.Blobs)
-	waitc, err := startLocked(cmd)
+	con.onClock = func() { fmt.Fprintf(guestIn, "%s%d\n", protocol.TimeReply, time.Now().UnixNano()) }
+	waitc, err := child.Start(cmd)
 	pw.Close()
 	if err != nil {
 		pr.Close()
@@ -283,7 +283,7 @@ loop:
 			}
 		case onReadyErr = <-onReadyDone:
 			onReadyDone = nil
-			if guestIn == nil || con.Final() != nil {
+			if !askStop || con.Final() != nil {
 				stop("ready")
 				break loop
 			}
@@ -374,32 +374,6 @@ loop:
 		}
 	}
 	return res, fmt.Errorf("%w (%s)%s", ErrNoExitStatus, why, formatTail(tail, logPath))
-}
-
-// startLocked starts cmd and waits for it in a goroutine locked to its OS
-// thread. Linux sends Pdeathsig when the thread that forked the child
-// exits, not the process; a goroutine that may move between threads could
-// see QEMU killed early when the runtime retires its thread. Locking keeps
-// the forking thread alive for QEMU's whole life, and it dies with
-// bespoke's process.
-func startLocked(cmd *exec.Cmd) (<-chan error, error) {
-	started := make(chan error, 1)
-	waitc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread ends with this goroutine, after
-		// QEMU has been reaped.
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		waitc <- cmd.Wait()
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return waitc, nil
 }
 
 // requestTimeout bounds the wait for the init's ack of a request.

@@ -72,6 +72,11 @@ const (
 	// BlobGcov blob when the program has ended: a profiling boot of a
 	// kernel built with GCOV_KERNEL (bespoke build --optimize pgo).
 	ParamGcov = "bespoke.gcov"
+	// ParamClock (any value): the host answers an EventClock with a
+	// TimeReply, and the init sets the guest's clock from it before it
+	// starts the program (the RTC gives the guest whole seconds: it was
+	// 0.6-1.3 s behind the host).
+	ParamClock = "bespoke.clock"
 	// ParamProbeSyscalls lists syscall numbers ("425,39") the init makes
 	// once, with every argument 0, before it starts the program, printing
 	// a ProbeMarker line for each: a test that a syscall removed from the
@@ -144,6 +149,14 @@ const ProbeMarker = MarkerPrefix + "probe-syscall "
 // the host could echo back would produce.
 const StopRequest = "\x02bespoke-stop"
 
+// TimeReply starts the line the host writes in answer to an EventClock:
+// TimeReply, then the host's clock in Unix nanoseconds.
+const TimeReply = "\x02bespoke-time "
+
+// ClockSet is the Msg of the EventAck with which the init says it set the
+// clock.
+const ClockSet = "clock"
+
 // GcovResetRequest asks the init to zero the kernel's gcov counters
 // (ParamGcov); it answers with an EventAck whose Msg is GcovReset.
 const (
@@ -215,6 +228,7 @@ const (
 	EventExit    = "exit"    // the program ended (Code, or Signal set)
 	EventError   = "error"   // init could not do its job (Msg set); the VM powers off
 	EventAck     = "ack"     // init carried out a console request (Msg: the request's name)
+	EventClock   = "clock"   // init asks for the host's time (ParamClock; the host writes a TimeReply)
 )
 
 // ExitCodeInitError is the status bespoke run returns when the init failed
@@ -264,7 +278,7 @@ func ParseEvent(line string) (Event, bool) {
 	var e Event
 	kind, rest, _ := strings.Cut(rest, " ")
 	switch kind {
-	case EventStarted, EventExec, EventExit, EventError, EventAck:
+	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock:
 		e.Kind = kind
 	default:
 		return Event{}, false

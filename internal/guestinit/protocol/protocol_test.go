@@ -13,6 +13,8 @@ func TestEventRoundTrip(t *testing.T) {
 		{Kind: EventExit, Code: 3, Uptime: 1.25},
 		{Kind: EventExit, Code: 139, Signal: "SIGSEGV", Uptime: 2},
 		{Kind: EventError, Msg: `exec "/bin/x": no such file or directory`, Uptime: 0.7},
+		{Kind: EventClock, Uptime: 0.71},
+		{Kind: EventAck, Msg: ClockSet, Uptime: 0.72},
 	} {
 		line := "[    1.000000] noise " + e.Format() + "\r\n"
 		got, ok := ParseEvent(line)

@@ -1,0 +1,42 @@
+package child
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestShellExitCode(t *testing.T) {
+	var out bytes.Buffer
+	code, err := Shell(context.Background(), "echo out; echo err >&2; exit 7", 0, &out)
+	if code != 7 || err != nil || out.String() != "out\nerr\n" {
+		t.Errorf("Shell = %d, %v, output %q; want 7, nil, both streams", code, err, out.String())
+	}
+}
+
+// TestShellOutputHeld: a process the shell started in a session of its
+// own (out of reach of the group kill) that keeps the output open makes
+// Shell return WaitDelay after the shell's exit, with an error that says
+// why.
+func TestShellOutputHeld(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	t0 := time.Now()
+	code, err := Shell(context.Background(), "setsid sh -c 'echo $$ > "+pidFile+".tmp; mv "+pidFile+".tmp "+pidFile+"; exec sleep 1000' & "+
+		"while [ ! -e "+pidFile+" ]; do sleep 0.01; done", 0, &bytes.Buffer{})
+	if b, rerr := os.ReadFile(pidFile); rerr == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if code != 0 || err == nil || !strings.Contains(err.Error(), "its output stayed open") {
+		t.Errorf("Shell = %d, %v; want 0 and an error about the output", code, err)
+	}
+	if d := time.Since(t0); d > WaitDelay+2*time.Second {
+		t.Errorf("Shell returned after %s", d)
+	}
+}
