@@ -199,3 +199,33 @@ func fakeKernelImage(t *testing.T, m *manifest.Manifest, target string) string {
 	}
 	return dir
 }
+
+// TestBuildOutputChecks: an -o that a build would destroy, and a
+// --kernel-from that is no image, fail at once, before the trace; the
+// directory is left as it was.
+func TestBuildOutputChecks(t *testing.T) {
+	dir := t.TempDir()
+	notImage := filepath.Join(dir, "notes")
+	os.Mkdir(notImage, 0o755)
+	os.WriteFile(filepath.Join(notImage, "todo.txt"), []byte("keep me"), 0o644)
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", notImage}, "is not empty and holds no image"},
+		{[]string{"-o", file}, "is a file, not an image directory"},
+		{[]string{"-o", filepath.Join(dir, "new.image"), "--kernel-from", dir}, "--kernel-from takes an image directory"},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append(append([]string{"build", "--no-boot"}, tc.args...), "--", "/bin/true")
+		code := Main(context.Background(), args, nil, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), tc.want) || strings.Contains(stderr.String(), "trace") {
+			t.Errorf("%v: exit %d, stderr:\n%s\nwant exit 1 with %q before the trace", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(notImage, "todo.txt")); string(b) != "keep me" {
+		t.Errorf("the directory given to -o changed")
+	}
+}

@@ -34,6 +34,9 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := image.CheckFiles(dir, rep); err != nil {
+			return err
+		}
 		files, ready, wl, stop, ver, minMem := "-", "-", "not run", "-", "not run", "not measured"
 		root := mb(rep.InitramfsBytes)
 		if rep.Initramfs != nil {
@@ -62,12 +65,15 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		if data, err := os.ReadFile(filepath.Join(dir, verify.ResultFile)); err == nil && json.Unmarshal(data, &vr) == nil && len(vr.Rounds) > 0 {
 			ver = "passed"
 			if !vr.Passed {
-				ver = "failed: " + strings.ReplaceAll(vr.Reason, "|", "/")
+				ver = "failed: " + vr.Reason
 			}
 			ver += fmt.Sprintf(" (%d round(s))", len(vr.Rounds))
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", rep.Name,
-			mb(rep.KernelBytes), root, mb(rep.TotalBytes), rep.KernelSymbols, files, ready, minMem, wl, stop, ver)
+		row := []string{rep.Name, mb(rep.KernelBytes), root, mb(rep.TotalBytes), fmt.Sprint(rep.KernelSymbols), files, ready, minMem, wl, stop, ver}
+		for i, c := range row {
+			row[i] = cell(c)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
 	for _, dir := range pos {
 		rep, err := image.ReadReport(dir)
@@ -142,3 +148,9 @@ func kb(n int64) string {
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/(1<<20)) }
+
+// cell makes s one Markdown table cell: a "|" would end it and a newline
+// the row.
+func cell(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "|", "/")), " ")
+}

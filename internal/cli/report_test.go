@@ -17,7 +17,10 @@ func TestReport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "verify.json"), []byte(`{"passed":false,"reason":"the workload failed (exit 1)","rounds":[{"n":1}]}`), 0o644); err != nil {
+	sized(t, dir, "bzImage", 1960000)
+	sized(t, dir, "root.erofs", 6140000)
+	// A reason of several lines, with a "|": still one row.
+	if err := os.WriteFile(filepath.Join(dir, "verify.json"), []byte(`{"passed":false,"reason":"the workload failed (exit 1):\nERR | x\n","rounds":[{"n":1}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
@@ -25,13 +28,33 @@ func TestReport(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	want := "| redis | 1.87 MB | 5.86 MB (erofs) | 7.72 MB | 506 | 2 | 6.42 s (tcg) | 22 MiB | exit 0 in 1.0 s | exit 0 | failed: the workload failed (exit 1) (1 round(s)) |"
+	want := "| redis | 1.87 MB | 5.86 MB (erofs) | 7.72 MB | 506 | 2 | 6.42 s (tcg) | 22 MiB | exit 0 in 1.0 s | exit 0 | failed: the workload failed (exit 1): ERR / x (1 round(s)) |"
 	if len(lines) != 3 || lines[2] != want {
 		t.Errorf("got\n%s\nwant the header and the row\n%s", stdout.String(), want)
 	}
 	if code := Main(context.Background(), []string{"report"}, nil, &stdout, &stderr); code != 2 {
 		t.Errorf("report without a dir: exit %d, want 2", code)
 	}
+	// A truncated kernel is not reported with the size report.json
+	// recorded: the image is damaged.
+	sized(t, dir, "bzImage", 1000)
+	stderr.Reset()
+	if code := Main(context.Background(), []string{"report", dir}, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "bzImage is 1000 bytes, its report.json says 1960000") {
+		t.Errorf("report of a truncated bzImage: exit %d, %s; want 1 and the sizes", code, stderr.String())
+	}
+}
+
+// sized makes dir/name a sparse file of n bytes.
+func sized(t *testing.T, dir, name string, n int64) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(n); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }
 
 // A profile-guided, shaken image gets a kernel section: sizes per
@@ -48,6 +71,8 @@ func TestReportKernel(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sized(t, dir, "bzImage", 1960000)
+	sized(t, dir, "initramfs.cpio.xz", 6140000)
 	bench := `{"workload":"redis-benchmark","accel":"tcg","runs":5,"date":"2026-12-02","kernels":[
 {"label":"o2","file":"bzImage.o2","seconds":[1,2],"mean_seconds":{"mean":1.5,"stddev":0.7}},
 {"label":"pgo","file":"bzImage","seconds":[1,1],"mean_seconds":{"mean":1,"stddev":0}}]}`

@@ -33,6 +33,8 @@ var (
 	ErrNoLibrary     = errors.New("shared library not found")          // a DT_NEEDED library is nowhere on the search path
 	ErrBadLibrary    = errors.New("shared library is not usable")      // a DT_NEEDED candidate is not an ELF shared object
 	ErrScriptDepth   = errors.New("#! interpreters nested too deeply") // more than MaxScriptDepth scripts in a row
+	ErrWrongArch     = errors.New("not an x86-64 program")             // an ELF of another machine or class
+	ErrTruncated     = errors.New("truncated ELF file")                // the headers point past the file's end
 )
 
 // MaxScriptDepth is how many #! scripts may run one another in a chain
@@ -142,8 +144,14 @@ func Inspect(path string) (*Info, error) {
 		return info, nil
 	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
 		obj, err := readELF(f)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("inspecting %s: %w: its headers point past its end (%d bytes): an incomplete copy or download?", path, ErrTruncated, fi.Size())
+		}
 		if err != nil {
 			return nil, fmt.Errorf("inspecting %s: %w", path, err)
+		}
+		if obj.machine != elf.EM_X86_64 || obj.class != elf.ELFCLASS64 {
+			return nil, fmt.Errorf("inspecting %s: %w: it is %s; bespoke builds x86-64 images (install the program's amd64 package)", path, ErrWrongArch, archName(obj.class, obj.machine))
 		}
 		info := obj.info()
 		info.Path = path
@@ -477,4 +485,23 @@ func (c *closer) lookPath(name string) string {
 		}
 	}
 	return ""
+}
+
+// archName names an ELF file's machine as a user knows it.
+func archName(c elf.Class, m elf.Machine) string {
+	switch {
+	case m == elf.EM_386 || m == elf.EM_X86_64 && c == elf.ELFCLASS32:
+		return "a 32-bit x86 binary"
+	case m == elf.EM_AARCH64:
+		return "an aarch64 (arm64) binary"
+	case m == elf.EM_ARM:
+		return "a 32-bit arm binary"
+	case m == elf.EM_RISCV:
+		return "a riscv binary"
+	case m == elf.EM_PPC64:
+		return "a ppc64 binary"
+	case m == elf.EM_S390:
+		return "an s390x binary"
+	}
+	return "a binary for " + strings.ToLower(strings.TrimPrefix(m.String(), "EM_"))
 }

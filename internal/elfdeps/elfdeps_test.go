@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -720,5 +721,38 @@ func TestLDCacheReal(t *testing.T) {
 	}
 	if !strings.Contains(string(out), c.Generator) || c.Generator == "" {
 		t.Errorf("generator %q not in ldconfig -p output", c.Generator)
+	}
+}
+
+// TestInspectForeignAndTruncated: an ELF of another machine and a
+// truncated ELF are named as such, not "exec format error" or "EOF".
+func TestInspectForeignAndTruncated(t *testing.T) {
+	data, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skip("no /bin/true")
+	}
+	dir := t.TempDir()
+	arm := append([]byte{}, data...)
+	binary.LittleEndian.PutUint16(arm[18:], uint16(elf.EM_AARCH64))
+	i386 := append([]byte{}, data...)
+	binary.LittleEndian.PutUint16(i386[18:], uint16(elf.EM_386))
+	for _, tc := range []struct {
+		name string
+		data []byte
+		err  error
+		msg  string
+	}{
+		{"arm", arm, ErrWrongArch, "an aarch64 (arm64) binary"},
+		{"i386", i386, ErrWrongArch, "a 32-bit x86 binary"},
+		{"truncated", data[:100], ErrTruncated, "(100 bytes)"},
+	} {
+		p := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(p, tc.data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Inspect(p)
+		if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %v with %q", tc.name, err, tc.err, tc.msg)
+		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -286,7 +285,7 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 		sys.Credential = &syscall.Credential{Uid: uint32(p.Uid), Gid: uint32(p.Gid), Groups: groups}
 	}
 	stops := make(chan struct{}, 1)
-	times := make(chan int64, 1)
+	times := make(chan time.Time, 1)
 	go readRequests(os.Stdin, stops, times, p.Gcov)
 	if p.Clock {
 		setClock(times)
@@ -357,7 +356,7 @@ const tracerGrace = 60 * time.Second
 // kernel's gcov counters on a protocol.GcovResetRequest and says so. It
 // turns the console's echo off first, so a request does not come back to
 // the host.
-func readRequests(console *os.File, stops chan<- struct{}, times chan<- int64, gcov bool) {
+func readRequests(console *os.File, stops chan<- struct{}, times chan<- time.Time, gcov bool) {
 	if t, err := unix.IoctlGetTermios(int(console.Fd()), unix.TCGETS); err == nil {
 		t.Lflag &^= unix.ECHO | unix.ECHONL
 		unix.IoctlSetTermios(int(console.Fd()), unix.TCSETS, t)
@@ -371,10 +370,9 @@ func readRequests(console *os.File, stops chan<- struct{}, times chan<- int64, g
 			default:
 			}
 		case strings.Contains(line, protocol.TimeReply):
-			_, v, _ := strings.Cut(line, protocol.TimeReply)
-			if ns, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			if t, ok := protocol.ParseTime(line); ok {
 				select {
-				case times <- ns:
+				case times <- t:
 				default:
 				}
 			}
@@ -388,30 +386,58 @@ func readRequests(console *os.File, stops chan<- struct{}, times chan<- int64, g
 	}
 }
 
-// clockWait bounds the wait for the host's time.
-const clockWait = 2 * time.Second
+// clockWait bounds the wait for the host's time; clockSamples is how many
+// exchanges setClock makes at most, keeping the one with the shortest
+// round trip (its midpoint is the surest); a round trip under
+// clockGoodRTT ends it early.
+const (
+	clockWait    = 2 * time.Second
+	clockSamples = 3
+	clockGoodRTT = 5 * time.Millisecond
+)
 
 // setClock asks the host for its time (an EventClock) and sets the guest's
 // clock to it plus half the round trip, the host's answer being taken
 // halfway. Without an answer the clock stays as the RTC set it.
-func setClock(times <-chan int64) {
-	asked := time.Now() // monotonic: setting the clock does not move it
-	say(protocol.Event{Kind: protocol.EventClock, Uptime: uptime()})
-	select {
-	case host := <-times:
-		rtt := time.Since(asked)
-		was := time.Now()
-		now := time.Unix(0, host).Add(was.Sub(asked) - rtt/2)
-		ts := unix.NsecToTimespec(now.UnixNano())
-		if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
-			warnf("setting the clock from the host's: %v", err)
+func setClock(times <-chan time.Time) {
+	var best struct {
+		rtt    time.Duration
+		host   time.Time
+		at     time.Time // monotonic: setting the clock does not move it
+		sample bool
+	}
+	for i := 0; i < clockSamples; i++ {
+		select { // a late answer to an earlier ask would read as a short round trip
+		case <-times:
+		default:
+		}
+		asked := time.Now()
+		say(protocol.Event{Kind: protocol.EventClock, Uptime: uptime()})
+		select {
+		case host := <-times:
+			now := time.Now()
+			if rtt := now.Sub(asked); !best.sample || rtt < best.rtt {
+				best.rtt, best.host, best.at, best.sample = rtt, host, now, true
+			}
+		case <-time.After(clockWait):
+		}
+		if !best.sample {
+			warnf("the host did not send its time within %v: the clock stays as the RTC set it", clockWait)
 			return
 		}
-		fmt.Printf("init: clock set from the host's: moved %+.3fs (round trip %.1f ms)\n", now.Sub(was.Round(0)).Seconds(), float64(rtt)/1e6)
-		say(protocol.Event{Kind: protocol.EventAck, Msg: protocol.ClockSet, Uptime: uptime()})
-	case <-time.After(clockWait):
-		warnf("the host did not send its time within %v: the clock stays as the RTC set it", clockWait)
+		if best.rtt < clockGoodRTT || best.at.Before(asked) {
+			break // good enough, or this ask went unanswered
+		}
 	}
+	was := time.Now()
+	now := best.host.Add(best.rtt/2 + was.Sub(best.at))
+	ts := unix.NsecToTimespec(now.UnixNano())
+	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+		warnf("setting the clock from the host's: %v", err)
+		return
+	}
+	fmt.Printf("init: clock set from the host's: moved %+.3fs (round trip %.1f ms)\n", now.Sub(was.Round(0)).Seconds(), float64(best.rtt)/1e6)
+	say(protocol.Event{Kind: protocol.EventAck, Msg: protocol.ClockSet, Uptime: uptime()})
 }
 
 // sendGcov sends every .gcda file under protocol.GcovDir to the host as

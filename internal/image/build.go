@@ -271,6 +271,9 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if err := checkOut(opts.Out); err != nil {
+		return nil, err
+	}
 	if b.opts.Fixes == nil {
 		if b.opts.Fixes, err = ReadFixes(opts.Out); err != nil {
 			return nil, err
@@ -295,6 +298,12 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if err := b.sp.CheckHost("/etc"); err != nil {
 		return nil, err
+	}
+	// What can be checked before minutes of tracing is checked now.
+	if opts.KernelFrom != "" {
+		if _, _, err := kernelFromImage(opts.KernelFrom, b.sp.Target); err != nil {
+			return nil, err
+		}
 	}
 	if b.stage, err = atomicdir.Stage(opts.Out); err != nil {
 		return nil, fmt.Errorf("building image: %w", err)
@@ -725,14 +734,12 @@ func execPath(program string, m *manifest.Manifest) (string, error) {
 // config has every option m requires.
 func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	from := b.opts.KernelFrom
-	f, err := os.Open(filepath.Join(from, ConfigFile))
+	cfg, img, err := kernelFromImage(from, b.sp.Target)
 	if err != nil {
-		return "", fmt.Errorf("reusing the kernel of %s: %w", from, err)
+		return "", err
 	}
-	cfg, err := kconfig.ParseConfig(f)
-	f.Close()
-	if err != nil {
-		return "", fmt.Errorf("reusing the kernel of %s: %w", from, err)
+	if img != nil {
+		b.march = img.March
 	}
 	rootSyms, err := b.rootKconfig()
 	if err != nil {
@@ -758,16 +765,6 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 			b.report.Syscalls = sh
 		}
 	}
-	if data, err := os.ReadFile(filepath.Join(from, vm.ImageFile)); err == nil {
-		var img vm.Image
-		if json.Unmarshal(data, &img) == nil {
-			b.march = img.March
-			if img.Target != "" && img.Target != b.sp.Target {
-				return "", fmt.Errorf("the kernel of %s is configured for %s, and this image targets %s: build its own kernel (without --kernel-from), or reuse a %s image's",
-					from, img.Target, b.sp.Target, b.sp.Target)
-			}
-		}
-	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return "", fmt.Errorf("the kernel of %s lacks %s, which this program needs: build its own kernel (without --kernel-from)",
@@ -786,6 +783,58 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	b.report.KernelBytes = meta.BzImageBytes
 	b.report.KernelSymbols = cfg.Count("y")
 	return fmt.Sprintf("reused from %s, %d options =y", from, b.report.KernelSymbols), nil
+}
+
+// kernelFromImage reads what --kernel-from needs of the image in from: its
+// kernel's config, and its image.json (nil when it has none) whose target
+// must be target.
+func kernelFromImage(from, target string) (*kconfig.Config, *vm.Image, error) {
+	f, err := os.Open(filepath.Join(from, ConfigFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w (--kernel-from takes an image directory)", from, err)
+	}
+	cfg, err := kconfig.ParseConfig(f)
+	f.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w", from, err)
+	}
+	if _, err := os.Stat(filepath.Join(from, KernelFile)); err != nil {
+		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w", from, err)
+	}
+	data, err := os.ReadFile(filepath.Join(from, vm.ImageFile))
+	if err != nil {
+		return cfg, nil, nil
+	}
+	var img vm.Image
+	if json.Unmarshal(data, &img) != nil {
+		return cfg, nil, nil
+	}
+	if img.Target != "" && img.Target != target {
+		return nil, nil, fmt.Errorf("the kernel of %s is configured for %s, and this image targets %s: build its own kernel (without --kernel-from), or reuse a %s image's",
+			from, img.Target, target, target)
+	}
+	return cfg, &img, nil
+}
+
+// checkOut refuses an output that a build would destroy: a file, or a
+// directory with content that is not an image.
+func checkOut(out string) error {
+	fi, err := os.Stat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("building image: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("building image: %s is a file, not an image directory: choose another -o", out)
+	}
+	if _, err := os.Stat(filepath.Join(out, vm.ImageFile)); err == nil {
+		return nil
+	}
+	if ents, err := os.ReadDir(out); err != nil || len(ents) > 0 {
+		return fmt.Errorf("building image: %s is not empty and holds no image (no %s): choose another -o, or empty it", out, vm.ImageFile)
+	}
+	return nil
 }
 
 // initramfs packs the program, its files and the guest init.

@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -71,7 +73,21 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 func decode(file, dir string, data []byte) (*Spec, error) {
 	sp := &Spec{File: file, Dir: dir, lines: map[string]int{}}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		err = nil // an empty file: said below
+	}
+	if err == nil {
+		// A second document would be dropped: one spec per file.
+		var next yaml.Node
+		if err2 := dec.Decode(&next); err2 == nil && len(next.Content) > 0 && !isNull(resolve(next.Content[0])) {
+			return nil, fmt.Errorf("%s:%d: a second YAML document (after ---): a spec file holds one spec", file, next.Line)
+		} else if err2 != nil && !errors.Is(err2, io.EOF) {
+			err = err2
+		}
+	}
+	if err != nil {
 		msg := err.Error()
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 			return nil, fmt.Errorf("%s:%s: %s", file, m[1], m[2])

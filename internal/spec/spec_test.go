@@ -202,6 +202,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad signal", "cmd: [a]\nstop_signal: SIGFOO\n", []string{`bespoke.yaml:2: bad stop_signal "SIGFOO"`}},
 		{"duration without unit", "cmd: [a]\nstop_timeout: 30\n", []string{`bespoke.yaml:2: bad stop_timeout "30": give a unit, e.g. 30s`}},
 		{"workload_timeout without workload", "cmd: [a]\nworkload_timeout: 1m\n", []string{`bespoke.yaml:2: workload_timeout is set but there is no workload`}},
+		{"second document", "cmd: [a]\n---\ncmd: [b]\n", []string{`bespoke.yaml:2: a second YAML document`}},
 		{"workload without ready or port", "cmd: [a]\nports: [53/udp]\nworkload: dig\n", []string{`bespoke.yaml:3: a workload needs to know when the program is ready`}},
 		{"bad exclude", "cmd: [a]\nexclude: ['[']\n", []string{`bespoke.yaml:2: bad exclude pattern "["`}},
 		{"several problems", "cmd: [a]\nmemory: 1\ncpus: -1\n", []string{`bespoke.yaml:2: bad memory 1`, `bespoke.yaml:3: bad cpus -1`}},

@@ -133,6 +133,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := image.CheckFiles(dir, rep); err != nil {
+		return nil, err
+	}
 	if sp.Workload == "" && sp.Ready.Kind == spec.ReadyNone {
 		fmt.Fprintf(opts.Progress, "verify: the spec has no ready condition and no workload: checking that %s runs and exits 0\n", sp.Name)
 	}

@@ -203,7 +203,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	start := time.Now()
 	con := newConsole(start, p.ready.re, res.Blobs)
-	con.onClock = func() { fmt.Fprintf(guestIn, "%s%d\n", protocol.TimeReply, time.Now().UnixNano()) }
+	con.onClock = func() { guestIn.WriteString(protocol.FormatTime(time.Now()) + "\n") }
 	waitc, err := child.Start(cmd)
 	pw.Close()
 	if err != nil {

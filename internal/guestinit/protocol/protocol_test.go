@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -51,5 +52,22 @@ func TestOverrideRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeOverride("!!!"); err == nil {
 		t.Error("DecodeOverride accepted garbage")
+	}
+}
+
+func TestTimeReply(t *testing.T) {
+	at := time.Unix(1764755555, 123456789)
+	line := FormatTime(at)
+	if len(line) != 18 {
+		t.Errorf("%q: %d bytes, want 18 (the UART's FIFO hands the guest 8 at a time)", line, len(line))
+	}
+	got, ok := ParseTime("echo " + line + "\r")
+	if !ok || !got.Equal(at) {
+		t.Errorf("ParseTime(%q) = %v %v, want %v", line, got, ok, at)
+	}
+	for _, bad := range []string{"", TimeReply, TimeReply + "12", "x"} {
+		if _, ok := ParseTime(bad); ok {
+			t.Errorf("ParseTime(%q) accepted", bad)
+		}
 	}
 }
