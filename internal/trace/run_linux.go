@@ -37,6 +37,11 @@ func Run(ctx context.Context, opts Options) (*manifest.Manifest, error) {
 	if err := fillPlaceholders(&opts); err != nil {
 		return nil, err
 	}
+	// Another program on the ready port would make this one look ready
+	// at once, and the workload would run against it.
+	if opts.Ready.accepts() {
+		return nil, fmt.Errorf("the ready port is taken: %s already accepts connections before %s starts (another program listens there): stop it, or use tcp:{port} so that bespoke picks a free port", opts.Ready, prog.Path)
+	}
 	prog.Args = append([]string{}, opts.Args...)
 	if opts.Timeout == 0 && !opts.Ready.IsZero() {
 		opts.Timeout = DefaultReadyTimeout

@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -102,9 +103,16 @@ func mergePorts(user []PortMap, img []Port, ready readiness) ([]PortMap, error) 
 // pickFreePorts replaces each host port 0 in ports with a port that is
 // free on 127.0.0.1 now. (QEMU binds it a moment later; another program
 // could take it in between, and QEMU then fails with a clear message.)
+//
+// A host port the user chose is checked the same way: one that another
+// program holds is an error naming it, before QEMU starts (which would
+// fail on it, or forward nothing).
 func pickFreePorts(ports []PortMap) error {
 	for i := range ports {
 		if ports[i].Host != 0 {
+			if err := checkHostPort(ports[i]); err != nil {
+				return err
+			}
 			continue
 		}
 		var addr net.Addr
@@ -125,6 +133,32 @@ func pickFreePorts(ports []PortMap) error {
 		}
 		_, port, _ := net.SplitHostPort(addr.String())
 		ports[i].Host, _ = strconv.Atoi(port)
+	}
+	return nil
+}
+
+// checkHostPort is portFree; tests whose host listener stands in for
+// QEMU's forward replace it.
+var checkHostPort = portFree
+
+// portFree checks that p's host port can be bound on 127.0.0.1 now.
+func portFree(p PortMap) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Host))
+	var err error
+	if p.Proto == "udp" {
+		var c net.PacketConn
+		if c, err = net.ListenPacket("udp4", addr); err == nil {
+			c.Close()
+		}
+	} else {
+		var l net.Listener
+		if l, err = net.Listen("tcp4", addr); err == nil {
+			l.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("host port %d/%s is in use on 127.0.0.1 (%v): stop what holds it, or forward another host port (-p PORT:%d)",
+			p.Host, p.Proto, errors.Unwrap(err), p.Guest)
 	}
 	return nil
 }

@@ -472,8 +472,9 @@ type readyEvent struct {
 	at time.Time
 }
 
-// openLog creates the console log: cfg.LogPath, else ImageDir/console.log,
-// else (a read-only image) a new temporary directory's console.log.
+// openLog creates the console log: cfg.LogPath, else ImageDir/console.log
+// (console.N.log when another run of the image holds console.log), else (a
+// read-only image) a new temporary directory's console.log.
 func openLog(cfg Config, status io.Writer) (*os.File, string, error) {
 	if cfg.LogPath != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
@@ -485,9 +486,21 @@ func openLog(cfg Config, status io.Writer) (*os.File, string, error) {
 		}
 		return f, cfg.LogPath, nil
 	}
-	path := filepath.Join(cfg.ImageDir, "console.log")
-	f, err := os.Create(path)
-	if err == nil {
+	var (
+		path string
+		f    *os.File
+		err  error
+	)
+	for n := 0; n < 100; n++ {
+		path = filepath.Join(cfg.ImageDir, "console.log")
+		if n > 0 {
+			path = filepath.Join(cfg.ImageDir, fmt.Sprintf("console.%d.log", n))
+		}
+		if f, err = lockedLog(path); f != nil || err != nil {
+			break
+		}
+	}
+	if f != nil {
 		return f, path, nil
 	}
 	dir, derr := os.MkdirTemp("", "bespoke-run-")
@@ -499,6 +512,28 @@ func openLog(cfg Config, status io.Writer) (*os.File, string, error) {
 		return nil, "", fmt.Errorf("creating the console log: %w", err)
 	}
 	return f, path, nil
+}
+
+// lockedLog opens path as a console log that this run alone writes: it
+// is flock'ed while open, and truncated once locked. It returns nil and
+// no error when another run holds it.
+func lockedLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // tee writes to each non-nil writer, ignoring their errors: a closed
