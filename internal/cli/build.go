@@ -149,6 +149,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintln(env.Stdout, out)
 	_ = rep
+	pruneAfterBuild(env)
 	return nil
 }
 

@@ -48,6 +48,7 @@ func verbTable() []verb {
 		{"verify", "IMAGE_DIR [--fix] [--max-rounds N] [--no-trace]", "run the spec's workload against a booted image; classify and --fix what it lacks", runVerify},
 		{"bench", "IMAGE_DIR [--runs N] [--workload CMD] [--metric REGEX]", "measure the workload on the image's kernels side by side (-O2 and profile-guided)", runBench},
 		{"min-memory", "IMAGE_DIR [--low 16M] [--high M] [--step 1]", "find the least memory (-m) with which an image passes its workload", runMinMemory},
+		{"cache", "[ls | prune [--max-size 20G] [--older-than 30d] [-n]]", "list bespoke's cache (kernels, build dirs, sources, profiles) or prune it, least recently used first", runCache},
 		{"report", "IMAGE_DIR...", "print a Markdown table of images: sizes, options, files, boot, workload, verify", runReport},
 		{"version", "", "print the bespoke version", runVersion},
 	}

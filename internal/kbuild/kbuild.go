@@ -50,6 +50,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/cache"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 )
 
@@ -242,6 +243,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		} else {
 			meta.Hit, meta.MakeRun = true, false
 			say("kernel %s: cache hit (%s)", key, result)
+			cache.Touch(result) // bespoke cache prune goes least recently used first
 			if err := install(opts.OutDir, result, &meta, start); err != nil {
 				return nil, err
 			}
@@ -255,6 +257,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer workLock.Close()
 	work := wd.dir
+	cache.Touch(work)
 	cmds := makeCommands(opts, cacheDir, work)
 	for i := range cmds {
 		// make and all it starts hold the lock: if bespoke dies, the dir

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bespoke-os/bespoke/internal/cache"
 )
 
 // DefaultSource is the kernel source used when none is given.
@@ -99,6 +101,7 @@ func Prepare(ctx context.Context, src, cacheDir string, log io.Writer) (*Tree, e
 	key := hex.EncodeToString(sum[:8])
 	dest := filepath.Join(cacheDir, "src", strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))+"-"+key)
 	if t, err := unpacked(dest, abs); err == nil {
+		cache.Touch(dest)
 		return t, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
