@@ -520,11 +520,14 @@ func (b *builder) traceState(ctx context.Context, state string) (*manifest.Manif
 		return nil, fmt.Errorf("keeping the state directory as setup made it: %v: %s", err, out)
 	}
 	m, err := b.trace(ctx, state)
-	if rerr := os.RemoveAll(state); rerr == nil {
+	// The image gets the state as setup made it, never as the traced run
+	// left it: a failure to restore it fails the build.
+	rerr := os.RemoveAll(state)
+	if rerr == nil {
 		rerr = os.Rename(saved, state)
-		if err == nil && rerr != nil {
-			err = fmt.Errorf("restoring the state directory: %w", rerr)
-		}
+	}
+	if err == nil && rerr != nil {
+		err = fmt.Errorf("restoring the state directory %s as setup made it (the traced run changed it): %w", state, rerr)
 	}
 	return m, err
 }
@@ -604,6 +607,15 @@ func traceReady(sp *spec.Spec, ports map[int]int) (trace.Ready, error) {
 
 // kernel configures and builds the kernel for m.
 func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, error) {
+	if b.report.Gaps = gaps(m); len(b.report.Gaps) > 0 {
+		shown := b.report.Gaps[:min(3, len(b.report.Gaps))]
+		more := ""
+		if n := len(b.report.Gaps) - len(shown); n > 0 {
+			more = fmt.Sprintf(" and %d more", n)
+		}
+		fmt.Fprintf(b.opts.Progress, "      %d facts of the trace no kernel option provides (report.json gaps): %s%s\n",
+			len(b.report.Gaps), strings.Join(shown, "; "), more)
+	}
 	if b.opts.KernelFrom != "" {
 		return b.reuseKernel(m)
 	}
@@ -651,6 +663,18 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 		detail += fmt.Sprintf("; %d of %d syscalls removed", len(sh.Removed), sh.Table)
 	}
 	return detail, nil
+}
+
+// gaps are the facts of m that no kernel option provides, each with why
+// (a syscall Linux 6.12 no longer has, an ioctl the feature table does not
+// know): the kernel cannot be made to give them, and the build says so
+// rather than drop them silently.
+func gaps(m *manifest.Manifest) []string {
+	var out []string
+	for _, g := range features.Gaps(m) {
+		out = append(out, g.Fact+": "+g.Reason)
+	}
+	return out
 }
 
 // kbuildOptions are the options of every kernel build of the image (the

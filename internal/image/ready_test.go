@@ -1,8 +1,10 @@
 package image
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
 )
 
@@ -31,5 +33,14 @@ func TestTraceReady(t *testing.T) {
 		if r.String() != tc.want {
 			t.Errorf("%q: ready %q, want %q", tc.yaml, r, tc.want)
 		}
+	}
+}
+
+// TestGaps: the trace's facts no option provides reach the report.
+func TestGaps(t *testing.T) {
+	m := &manifest.Manifest{Syscalls: []manifest.Syscall{{Name: "uselib", Count: 1}, {Name: "read", Count: 3}}}
+	got := gaps(m)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "uselib x1: ") {
+		t.Errorf("gaps %q, want uselib's with its reason", got)
 	}
 }
