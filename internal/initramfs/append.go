@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 )
 
 // KindFix marks files bespoke verify --fix appended to an image.
@@ -170,6 +171,7 @@ func Walk(ctx context.Context, path string, fn func(h *Header, data io.Reader) e
 	br := bufio.NewReaderSize(f, 1<<16)
 	magic, _ := br.Peek(6)
 	var in io.Reader = br
+	done := func() error { return nil } // after the last entry: the decompressor's verdict
 	switch {
 	case bytes.HasPrefix(magic, []byte("\xfd7zXZ\x00")):
 		cmd := exec.CommandContext(ctx, "xz", "-dc")
@@ -183,10 +185,21 @@ func Walk(ctx context.Context, path string, fn func(h *Header, data io.Reader) e
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("reading %s: starting xz: %w", path, err)
 		}
+		waited := false
 		defer func() {
-			out.Close()
-			cmd.Wait()
+			if !waited {
+				out.Close()
+				cmd.Wait()
+			}
 		}()
+		done = func() error {
+			io.Copy(io.Discard, out)
+			waited = true
+			if err := cmd.Wait(); err != nil {
+				return fmt.Errorf("reading %s: xz: %v: %s (a damaged or truncated archive)", path, err, strings.TrimSpace(stderr.String()))
+			}
+			return nil
+		}
 		in = out
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		in = &gzipMembers{r: br}
@@ -198,7 +211,7 @@ func Walk(ctx context.Context, path string, fn func(h *Header, data io.Reader) e
 			if r.NextArchive() {
 				continue
 			}
-			return nil
+			return done()
 		}
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", path, err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -76,4 +78,34 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestWalkDamagedXZ: an xz archive whose stream is cut after the cpio's
+// end (its index and footer lost) is an error, not a clean walk: xz's
+// exit status counts.
+func TestWalkDamagedXZ(t *testing.T) {
+	if _, err := exec.LookPath("xz"); err != nil {
+		t.Skip("no xz")
+	}
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "a"), []byte("data"), 0o644)
+	out := filepath.Join(t.TempDir(), "root.cpio.xz")
+	b := newBuilder(host, CompressXZ, nil)
+	if err := b.addHost("/a", "data", false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.write(context.Background(), out, CompressXZ); err != nil {
+		t.Fatal(err)
+	}
+	walk := func() error {
+		return Walk(context.Background(), out, func(*Header, io.Reader) error { return nil })
+	}
+	if err := walk(); err != nil {
+		t.Fatalf("the whole archive: %v", err)
+	}
+	data, _ := os.ReadFile(out)
+	os.WriteFile(out, data[:len(data)-12], 0o644) // the stream footer
+	if err := walk(); err == nil || !strings.Contains(err.Error(), "xz") {
+		t.Errorf("a truncated xz stream: %v, want xz's error", err)
+	}
 }
