@@ -67,6 +67,28 @@ func awaitExit(pid int) {
 	}
 }
 
+// InGroup makes cmd (not started yet; run it with Start) a process group
+// of its own, killed whole with SIGKILL when its context ends, and killed
+// (its leader) when bespoke dies; credentials already set are kept.
+func InGroup(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = WaitDelay
+}
+
+// Run is cmd.Run through Start.
+func Run(cmd *exec.Cmd) error {
+	waitc, err := Start(cmd)
+	if err != nil {
+		return err
+	}
+	return <-waitc
+}
+
 // WaitDelay bounds the wait for a shell's output once its process group
 // is gone: a process it started in a session of its own may still hold it.
 const WaitDelay = 2 * time.Second

@@ -499,7 +499,11 @@ func (b *builder) setup(ctx context.Context, state string) (string, error) {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.UID), Gid: uint32(acct.GID)}}
 		}
 		cmd.Stdout, cmd.Stderr = b.log, b.log
-		if err := cmd.Run(); err != nil {
+		child.InGroup(cmd) // a cancelled build stops what the command started too
+		if err := child.Run(cmd); err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
 			return "", fmt.Errorf("setup command %q: %w", cmdline, err)
 		}
 	}
