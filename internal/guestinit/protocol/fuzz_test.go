@@ -2,8 +2,8 @@ package protocol
 
 import (
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 // FuzzConsole: any console line is an event, a blob part or neither,
