@@ -229,3 +229,49 @@ func TestBuildOutputChecks(t *testing.T) {
 		t.Errorf("the directory given to -o changed")
 	}
 }
+
+// TestConcurrentBuilds: two builds of one spec into one image directory
+// at once both finish, and leave one complete image (its files as its
+// report says) and no staging dir.
+func TestConcurrentBuilds(t *testing.T) {
+	testenv.Root(t)
+	dir := t.TempDir()
+	mpath := filepath.Join(dir, "manifest.json")
+	if code, _, stderr := runTraceCLI(t, "-o", mpath, "--", "/bin/true"); code != 0 {
+		t.Fatalf("bespoke trace /bin/true: exit %d\n%s", code, stderr)
+	}
+	m, err := manifest.ReadFile(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := fakeKernelImage(t, m, spec.TargetMicrovm)
+	out := filepath.Join(dir, "true.image")
+	args := []string{"build", "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out, "--", "/bin/true"}
+	type result struct {
+		code   int
+		stderr string
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			var stdout, stderr bytes.Buffer
+			code := Main(context.Background(), args, nil, &stdout, &stderr)
+			results <- result{code, stderr.String()}
+		}()
+	}
+	for range 2 {
+		if r := <-results; r.code != 0 {
+			t.Errorf("a build: exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	rep, err := image.ReadReport(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := image.CheckFiles(out, rep); err != nil {
+		t.Error(err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, ".true.image.*")); len(ents) > 0 {
+		t.Errorf("left beside the image: %v", ents)
+	}
+}

@@ -106,6 +106,14 @@ echo "Kernel panic - not syncing: No working init found."`,
 			wantMsg:  "  | Kernel panic - not syncing: No working init found.\nconsole log: ",
 		},
 		{
+			name: "qemu killed mid-run",
+			script: `echo "bespoke-init: started uptime=0.5"; echo "bespoke-init: exec pid=2 uptime=0.52"
+kill -9 $$`,
+			wantCode: -1,
+			wantErr:  ErrNoExitStatus,
+			wantMsg:  "QEMU: signal: killed",
+		},
+		{
 			name:     "qemu fails",
 			script:   `echo "qemu-system-x86_64: -netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80: Could not set up host forwarding rule" >&2; exit 1`,
 			wantCode: -1,
