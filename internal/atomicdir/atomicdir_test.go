@@ -42,6 +42,21 @@ func TestReplace(t *testing.T) {
 	}
 }
 
+// stagedOverOld makes an image dir holding an old bzImage and a staged
+// dir for it holding a new one.
+func stagedOverOld(t *testing.T) (out, staged string) {
+	t.Helper()
+	out = filepath.Join(t.TempDir(), "img")
+	os.MkdirAll(out, 0o755)
+	os.WriteFile(filepath.Join(out, "bzImage"), []byte("old"), 0o644)
+	staged, err := Stage(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(staged, "bzImage"), []byte("new"), 0o644)
+	return out, staged
+}
+
 func TestReplaceFailureKeepsOld(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "img")
 	os.MkdirAll(out, 0o755)
@@ -127,14 +142,7 @@ type nameEvent struct {
 // Replace: the exchange puts the new dir in the place of the old one in
 // one step, so a crash at any point leaves one of them at dst.
 func TestReplaceNeverLeavesNoDir(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "img")
-	os.MkdirAll(out, 0o755)
-	os.WriteFile(filepath.Join(out, "bzImage"), []byte("old"), 0o644)
-	staged, err := Stage(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(staged, "bzImage"), []byte("new"), 0o644)
+	out, staged := stagedOverOld(t)
 	evs := watchNames(t, filepath.Dir(out), func() {
 		if err := Replace(staged, out); err != nil {
 			t.Fatal(err)
@@ -240,14 +248,7 @@ func TestReplaceFallback(t *testing.T) {
 	defer func(f func(a, b string) error) { exchange = f }(exchange)
 	for _, errno := range []error{unix.EINVAL, unix.ENOSYS} {
 		exchange = func(a, b string) error { return errno }
-		out := filepath.Join(t.TempDir(), "img")
-		os.MkdirAll(out, 0o755)
-		os.WriteFile(filepath.Join(out, "bzImage"), []byte("old"), 0o644)
-		staged, err := Stage(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(staged, "bzImage"), []byte("new"), 0o644)
+		out, staged := stagedOverOld(t)
 		if err := Replace(staged, out); err != nil {
 			t.Fatalf("%v: %v", errno, err)
 		}

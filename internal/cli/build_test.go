@@ -96,14 +96,7 @@ memory: 256M
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mpath := filepath.Join(dir, "manifest.json")
-	if code, _, stderr := runTraceCLI(t, "-o", mpath, "--", "/bin/true"); code != 0 {
-		t.Fatalf("bespoke trace /bin/true: exit %d\n%s", code, stderr)
-	}
-	m, err := manifest.ReadFile(mpath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mpath, m := traceTrue(t, dir)
 	kernel := fakeKernelImage(t, m, spec.TargetPC)
 	extra := filepath.Join(dir, "extra.txt")
 	os.WriteFile(extra, []byte("x"), 0o644)
@@ -163,6 +156,20 @@ memory: 256M
 	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "configured for qemu-pc, and this image targets qemu-microvm") {
 		t.Errorf("bespoke %q: exit %d, stderr %q; want the target mismatch named", args, code, stderr.String())
 	}
+}
+
+// traceTrue traces /bin/true with bespoke trace into dir/manifest.json.
+func traceTrue(t *testing.T, dir string) (string, *manifest.Manifest) {
+	t.Helper()
+	mpath := filepath.Join(dir, "manifest.json")
+	if code, _, stderr := runTraceCLI(t, "-o", mpath, "--", "/bin/true"); code != 0 {
+		t.Fatalf("bespoke trace /bin/true: exit %d\n%s", code, stderr)
+	}
+	m, err := manifest.ReadFile(mpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mpath, m
 }
 
 // fakeKernelImage writes an image directory whose kernel files are empty
@@ -236,14 +243,7 @@ func TestBuildOutputChecks(t *testing.T) {
 func TestConcurrentBuilds(t *testing.T) {
 	testenv.Root(t)
 	dir := t.TempDir()
-	mpath := filepath.Join(dir, "manifest.json")
-	if code, _, stderr := runTraceCLI(t, "-o", mpath, "--", "/bin/true"); code != 0 {
-		t.Fatalf("bespoke trace /bin/true: exit %d\n%s", code, stderr)
-	}
-	m, err := manifest.ReadFile(mpath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mpath, m := traceTrue(t, dir)
 	kernel := fakeKernelImage(t, m, spec.TargetMicrovm)
 	out := filepath.Join(dir, "true.image")
 	args := []string{"build", "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out, "--", "/bin/true"}
