@@ -5,7 +5,7 @@ TEST_TIMEOUT ?= 85m
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := .tools/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all bespoke deps test test-short vet demo e2e-all apps-table
+.PHONY: all bespoke deps test test-short vet fuzz demo e2e-all apps-table
 
 all: bespoke
 
@@ -36,6 +36,13 @@ test: deps vet
 	@start=$$(date +%s); \
 	$(GO) test -p 1 -count=1 -timeout $(TEST_TIMEOUT) ./... && \
 	$(GO) run ./internal/testkernel/budget -since $$start
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# Every fuzz target for FUZZTIME (make test runs each for 5 s; longer:
+# make fuzz FUZZTIME=5m).
+FUZZTIME ?= 5s
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # All six example applications built, booted, benchmarked and verified,
 # and the redis example with a profile-guided kernel.
