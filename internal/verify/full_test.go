@@ -5,6 +5,7 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -122,6 +123,34 @@ func deleteFile(t *testing.T, dir, p string) {
 	}
 }
 
+// plantedSizes records a planted fault's files in the image's report, as
+// a build that made them would: verify refuses an image whose kernel or
+// root is not the size its report says (a damaged image).
+func plantedSizes(t *testing.T, dir string) {
+	t.Helper()
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func(name string) int64 {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	rep.KernelBytes = size(image.KernelFile)
+	rep.InitramfsBytes = max(size(image.RootFile), size(image.InitramfsFile))
+	rep.TotalBytes = rep.KernelBytes + rep.InitramfsBytes
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, image.ReportFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // deleteErofsFile makes the image's erofs root again without p:
 // extracted with its owners, the file removed, mkfs.erofs as bespoke
 // runs it.
@@ -187,9 +216,11 @@ func TestVerifyPlantedFaults(t *testing.T) {
 	const lib = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 	noLib := copyImage(t, good)
 	deleteFile(t, noLib, lib)
+	plantedSizes(t, noLib)
 	// CONFIG_UNIX disabled in another.
 	noUnix := copyImage(t, good)
 	disableOption(t, noUnix, "UNIX")
+	plantedSizes(t, noUnix)
 
 	for _, tc := range []struct {
 		name, dir, kind string
