@@ -10,7 +10,16 @@ cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-10s}
 total=0
 while read -r pkg target; do
-  out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel "${FUZZPARALLEL:-2}" "$pkg" 2>&1) || { echo "$out"; echo "fuzz: $target in $pkg failed" >&2; exit 1; }
+  # A run that ends while a worker is busy minimizing a new input can fail
+  # with "context deadline exceeded" and no failing input (go test's fuzz
+  # engine, seen on FuzzDecode): that is not a crash. A crash writes its
+  # input to testdata/fuzz/ and fails here.
+  if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s -parallel "${FUZZPARALLEL:-2}" "$pkg" 2>&1); then
+    if grep -q 'Failing input written to' <<<"$out" || ! grep -q 'context deadline exceeded' <<<"$out"; then
+      echo "$out"; echo "fuzz: $target in $pkg failed" >&2; exit 1
+    fi
+    echo "fuzz: $pkg $target: stopped by go test's deadline while a worker was busy, no failing input"
+  fi
   execs=$(echo "$out" | sed -n 's/.*execs: \([0-9]*\) .*/\1/p' | tail -1)
   echo "fuzz: $pkg $target: ${execs:-0} executions in $fuzztime"
   total=$((total + ${execs:-0}))
