@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bespoke-os/bespoke/internal/flock"
 )
 
 // Entry kinds.
@@ -202,14 +204,14 @@ func Prune(dir string, opts PruneOptions) (removed []Entry, total int64, err err
 // remove deletes an entry under its lock; false when a build holds it.
 func remove(e Entry) (bool, error) {
 	if e.Lock != "" {
-		f, err := os.OpenFile(e.Lock, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := flock.TryLock(e.Lock)
 		if err != nil {
 			return false, fmt.Errorf("pruning the cache: %w", err)
 		}
-		defer f.Close()
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			return false, nil
+		if f == nil {
+			return false, nil // a build holds it
 		}
+		defer f.Close()
 	}
 	if err := os.RemoveAll(e.Path); err != nil {
 		return false, fmt.Errorf("pruning the cache: %w", err)

@@ -10,7 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
+
+	"github.com/bespoke-os/bespoke/internal/flock"
 )
 
 // MaxWorkDirs is how many work dirs a lineage keeps before a build must
@@ -206,15 +207,8 @@ func acquireWorkDir(root, lineage string, cfg []byte, flags map[string]bool) (w 
 // there is no LOCK_UN, which would unlock it for the processes that
 // inherited it too.
 func tryLock(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := flock.TryLock(path)
 	if err != nil {
-		return nil, fmt.Errorf("opening lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
 	return f, nil

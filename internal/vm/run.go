@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/child"
+	"github.com/bespoke-os/bespoke/internal/flock"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 )
 
@@ -518,15 +519,8 @@ func openLog(cfg Config, status io.Writer) (*os.File, string, error) {
 // is flock'ed while open, and truncated once locked. It returns nil and
 // no error when another run holds it.
 func lockedLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, nil
-		}
+	f, err := flock.TryLock(path)
+	if f == nil {
 		return nil, err
 	}
 	if err := f.Truncate(0); err != nil {
