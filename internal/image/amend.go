@@ -59,6 +59,10 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	if err != nil {
 		return fmt.Errorf("amending image %s: %w", dir, err)
 	}
+	sp, err := ReadSpec(dir)
+	if err != nil {
+		return err
+	}
 	stage, err := atomicdir.Stage(dir)
 	if err != nil {
 		return fmt.Errorf("amending image %s: %w", dir, err)
@@ -80,10 +84,6 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		m, err := manifest.ReadFile(filepath.Join(dir, ManifestFile))
 		if err != nil {
 			return fmt.Errorf("amending image %s: %w", dir, err)
-		}
-		sp, err := ReadSpec(dir)
-		if err != nil {
-			return err
 		}
 		for _, f := range opts.Fixes.Include {
 			if why := Exclusion(m, sp, f.What); why != "" {
@@ -131,10 +131,6 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	}
 
 	if len(opts.Fixes.Enable)+len(opts.Fixes.Keep) > 0 {
-		sp, err := ReadSpec(dir)
-		if err != nil {
-			return err
-		}
 		tree, err := ksrc.Prepare(ctx, sp.Kernel.Source, cache, opts.Progress)
 		if err != nil {
 			return err
