@@ -50,6 +50,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.Root, "root", "", "the root filesystem: erofs (default: a read-only disk read on demand) or initramfs (unpacked into RAM)")
 	fs.StringVar(&f.Memory, "m", "", "guest memory, e.g. 256M")
 	fs.IntVar(&f.CPUs, "cpus", 0, "guest CPUs")
+	fs.StringVar(&f.Seccomp, "seccomp", "", "the guest's seccomp filter on the program, from its trace: enforce (other syscalls fail with ENOSYS), log (they run and are reported) or off; default: the spec's, else log for a program with ports, off without")
 	fs.StringVar(&manifestPath, "manifest", "", "use this manifest (from bespoke trace) instead of tracing again")
 	fs.BoolVar(&noBoot, "no-boot", false, "skip the smoke boot")
 	fs.StringVar(&accel, "accel", "auto", "accelerator for the smoke boot: auto, kvm or tcg")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -24,6 +25,7 @@ type runFlags struct {
 	qemu      string
 	volumes   stringList
 	volSize   string
+	seccomp   string
 }
 
 func runRun(ctx context.Context, env *Env, args []string) error {
@@ -41,6 +43,7 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.qemu, "qemu", "", "QEMU `binary` (default: qemu-system-x86_64 on $PATH)")
 	fs.Var(&f.volumes, "v", "mount the ext4 volume `HOSTFILE:/GUEST/PATH` (GUEST {state}: the image's state directory); a missing file is created and filled from the image at boot; repeatable")
 	fs.StringVar(&f.volSize, "volume-size", "1G", "the `size` of a volume -v creates")
+	fs.StringVar(&f.seccomp, "seccomp", "", "what the guest does with a syscall outside the image's seccomp allowlist, for this run: `enforce` (ENOSYS), log (runs; reported) or off (default: the image's)")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -60,6 +63,12 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 		QEMU:      f.qemu,
 		Console:   env.Stdout,
 		Status:    env.Stderr,
+		Seccomp:   f.seccomp,
+	}
+	switch f.seccomp {
+	case "", protocol.SeccompEnforce, protocol.SeccompLog, protocol.SeccompOff:
+	default:
+		return usageErrorf("--seccomp %q: want enforce, log or off", f.seccomp)
 	}
 	for _, p := range f.ports {
 		pm, err := vm.ParsePort(p)

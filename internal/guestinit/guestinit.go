@@ -167,6 +167,11 @@ type Plan struct {
 	ProbeSyscalls []int
 	// Volumes are the disks to mount (protocol.ParamVolumes).
 	Volumes []protocol.Volume
+	// Seccomp is the filter's mode (protocol.ParamSeccomp: SeccompEnforce
+	// or SeccompLog; "" for none) and SeccompAllow the syscall numbers it
+	// lets through unreported. A traced boot runs without it.
+	Seccomp      string
+	SeccompAllow []int
 }
 
 // MakePlan applies the kernel command line to cfg. home is the program
@@ -229,6 +234,15 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		}
 		p.Tracer = t
 		p.TracerArgv = append([]string{t}, protocol.TracerArgs(p.Uid, p.Gid, p.Groups, unix.SignalName(p.StopSignal), stop, p.Path, p.Argv)...)
+	}
+	if v, ok := params[protocol.ParamSeccomp]; ok && p.Tracer == "" {
+		mode, allow, err := protocol.DecodeSeccomp(v)
+		if err != nil {
+			return p, err
+		}
+		if mode != protocol.SeccompOff {
+			p.Seccomp, p.SeccompAllow = mode, allow
+		}
 	}
 	if v, ok := params[protocol.ParamVolumes]; ok {
 		vs, err := protocol.DecodeVolumes(v)

@@ -118,6 +118,10 @@ func TestMakePlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seccompParam, err := protocol.EncodeSeccomp(protocol.SeccompEnforce, []int{232, 0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, cmdline, home string
 		want                Plan
@@ -162,6 +166,35 @@ func TestMakePlan(t *testing.T) {
 				ProbeSyscalls: []int{99, 39},
 			},
 		},
+		{
+			name: "seccomp", cmdline: protocol.ParamSeccomp + "=" + seccompParam,
+			want: Plan{
+				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "-c", "/etc/app.conf"},
+				Env: []string{"PATH=" + DefaultPath, "HOME=/", "TERM=vt100", "A=1"},
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
+				Seccomp: protocol.SeccompEnforce, SeccompAllow: []int{0, 1, 232},
+			},
+		},
+		{
+			name: "seccomp off", cmdline: protocol.ParamSeccomp + "=off",
+			want: Plan{
+				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "-c", "/etc/app.conf"},
+				Env: []string{"PATH=" + DefaultPath, "HOME=/", "TERM=vt100", "A=1"},
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
+			},
+		},
+		{
+			// The tracer's boot runs without the filter.
+			name: "seccomp traced", cmdline: protocol.ParamSeccomp + "=" + seccompParam + " " + protocol.ParamTrace + "=/t",
+			want: Plan{
+				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "-c", "/etc/app.conf"},
+				Env: []string{"PATH=" + DefaultPath, "HOME=/", "TERM=vt100", "A=1"},
+				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
+				Tracer: "/t", TracerArgv: []string{"/t", "-uid", "5", "-gid", "6", "-groups", "6", "-stop-signal", "SIGTERM", "-grace", "10s",
+					"--", "/usr/bin/app", "-c", "/etc/app.conf"},
+			},
+		},
+		{name: "bad seccomp", cmdline: protocol.ParamSeccomp + "=on", wantErr: protocol.ParamSeccomp},
 		{name: "bad probe", cmdline: protocol.ParamProbeSyscalls + "=sysinfo", wantErr: protocol.ParamProbeSyscalls},
 		{name: "bad override", cmdline: protocol.ParamOverride + "=!!", wantErr: protocol.ParamOverride},
 		{name: "bad net", cmdline: protocol.ParamNet + "=10.0.2.15", wantErr: protocol.ParamNet},

@@ -290,12 +290,21 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 	if p.Clock {
 		setClock(times)
 	}
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+	attr := &syscall.ProcAttr{
 		Dir:   p.Dir,
 		Env:   p.Env,
 		Files: []uintptr{devnull.Fd(), 1, 2},
 		Sys:   sys,
-	})
+	}
+	var pid int
+	if p.Seccomp != "" && p.Tracer == "" {
+		pid, err = startFiltered(p, attr)
+		if err != nil && pid > 0 {
+			reapNow(pid)
+		}
+	} else {
+		pid, err = syscall.ForkExec(path, argv, attr)
+	}
 	devnull.Close()
 	if err != nil {
 		return protocol.Event{}, fmt.Errorf("starting %s: %w", path, err)
@@ -324,6 +333,16 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 		case <-kill:
 			warnf("%s did not stop %v after the signal: killing it", p.Path, timeout)
 			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// reapNow waits for pid, which was just killed.
+func reapNow(pid int) {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+			return
 		}
 	}
 }

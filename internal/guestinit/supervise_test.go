@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,6 +104,75 @@ func TestSupervise(t *testing.T) {
 			got.Uptime = 0
 			if got != tc.want {
 				t.Errorf("exit marker %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSuperviseSeccomp runs a shell under the seccomp filter, in a child
+// process as TestSupervise does, with every syscall allowed but getppid:
+// the init reports getppid once, the shell gets ENOSYS from it (enforce)
+// or its parent's pid (log), and the helper's pipes do not reach it.
+func TestSuperviseSeccomp(t *testing.T) {
+	if mode := os.Getenv("GUESTINIT_TEST_SECCOMP"); mode != "" {
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+		var allow []int
+		for nr := 0; nr <= protocol.MaxSyscall; nr++ {
+			if nr != unix.SYS_GETPPID {
+				allow = append(allow, nr)
+			}
+		}
+		ev, err := supervise(Plan{
+			Path: "/bin/sh", Argv: []string{"/bin/sh", "-c", `echo "ppid=$PPID"; [ -e /proc/self/fd/3 ] || [ -e /proc/self/fd/4 ] && echo leaked; echo "pid=$$"`},
+			Dir: "/", Env: []string{"PATH=" + DefaultPath}, Uid: os.Getuid(), Gid: os.Getgid(),
+			Seccomp: mode, SeccompAllow: allow,
+		}, time.Second)
+		if err != nil {
+			fmt.Println("supervise:", err)
+			os.Exit(1)
+		}
+		fmt.Println(ev.Format())
+		os.Exit(0)
+	}
+	for _, mode := range []string{protocol.SeccompEnforce, protocol.SeccompLog} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSuperviseSeccomp$")
+			cmd.Env = append(os.Environ(), "GUESTINIT_TEST_SECCOMP="+mode)
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%v; output:\n%s", err, out)
+			}
+			var events []protocol.Event
+			vars := map[string]string{}
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if e, ok := protocol.ParseEvent(line); ok {
+					events = append(events, e)
+					continue
+				}
+				if line == "leaked" {
+					t.Errorf("the helper's pipes reached the program")
+				}
+				k, v, _ := strings.Cut(line, "=")
+				vars[k] = v
+			}
+			if len(events) != 3 || events[0].Kind != protocol.EventExec || events[2].Kind != protocol.EventExit || events[2].Code != 0 {
+				t.Fatalf("events %+v, want exec, seccomp, exit 0; output:\n%s", events, out)
+			}
+			sc := events[1]
+			want := map[string]string{protocol.SeccompEnforce: protocol.SeccompDenied, protocol.SeccompLog: protocol.SeccompAllowed}[mode]
+			if sc.Kind != protocol.EventSeccomp || sc.Nr != unix.SYS_GETPPID || sc.Msg != want || strconv.Itoa(sc.Pid) != vars["pid"] {
+				t.Errorf("seccomp event %+v, want getppid (%d) %s by pid %s", sc, unix.SYS_GETPPID, want, vars["pid"])
+			}
+			if events[0].Pid != sc.Pid {
+				t.Errorf("exec marker pid %d, the program's %d: the program is not the helper's exec", events[0].Pid, sc.Pid)
+			}
+			ppid := strconv.Itoa(cmd.Process.Pid)
+			if mode == protocol.SeccompLog && vars["ppid"] != ppid {
+				t.Errorf("log mode: $PPID %q, want the init's pid %s", vars["ppid"], ppid)
+			}
+			if mode == protocol.SeccompEnforce && vars["ppid"] == ppid {
+				t.Errorf("enforce mode: getppid ran: $PPID %q", vars["ppid"])
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/bespoke-os/bespoke/internal/atomicdir"
 	"github.com/bespoke-os/bespoke/internal/initramfs"
@@ -177,6 +178,27 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		}
 	}
 
+	if len(opts.Fixes.Seccomp) > 0 {
+		img, err := vm.LoadImage(stage)
+		if err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		if img.Seccomp == nil {
+			return fmt.Errorf("amending image %s: it has no seccomp allowlist to add %s to", dir, strings.Join(whats(opts.Fixes.Seccomp), ", "))
+		}
+		allow := append(slices.Clone(img.Seccomp.Allow), whats(opts.Fixes.Seccomp)...)
+		slices.Sort(allow)
+		img.Seccomp.Allow = slices.Compact(allow)
+		if _, err := img.Seccomp.Param(img.Seccomp.Mode); err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		if err := img.Write(stage); err != nil {
+			return fmt.Errorf("amending image %s: %w", dir, err)
+		}
+		rep.Seccomp = img.Seccomp
+		fmt.Fprintf(opts.Log, "amend: seccomp allowlist: added %s\n", strings.Join(whats(opts.Fixes.Seccomp), ", "))
+	}
+
 	fixes, err := ReadFixes(dir)
 	if err != nil {
 		return err
@@ -184,6 +206,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	fixes.Include = mergeFixes(fixes.Include, opts.Fixes.Include)
 	fixes.Enable = mergeFixes(fixes.Enable, opts.Fixes.Enable)
 	fixes.Keep = mergeFixes(fixes.Keep, opts.Fixes.Keep)
+	fixes.Seccomp = mergeFixes(fixes.Seccomp, opts.Fixes.Seccomp)
 	if err := fixes.Write(stage); err != nil {
 		return err
 	}

@@ -121,6 +121,22 @@ func checkApp(t *testing.T, dir string, rep *image.Report) {
 	if !res.Passed || res.Rounds[0].ExitCode != 0 {
 		t.Errorf("verify: %s", res.Summary())
 	}
+	// The program ran under a seccomp filter from its trace (log, the
+	// default with ports).
+	if rep.Seccomp == nil || rep.Seccomp.Mode != spec.SeccompLog || len(rep.Seccomp.Allow) < 20 {
+		t.Errorf("the image's seccomp filter: %+v, want log mode with the trace's syscalls", rep.Seccomp)
+	}
+	// What the program made outside its list ran (log) and is reported:
+	// the trace is a sample of what a program does.
+	for _, e := range rep.Boot.Seccomp {
+		if e.Action != "allowed" {
+			t.Errorf("the smoke boot's seccomp filter %s", e)
+		}
+		t.Logf("smoke boot: seccomp: %s", e)
+	}
+	for _, f := range res.Rounds[0].Findings {
+		t.Logf("verify found: %s", f)
+	}
 	t.Logf("%s: kernel %d B (%d =y), initramfs %d B (%d files), ready %.2fs, workload %.1fs",
 		rep.Name, rep.KernelBytes, rep.KernelSymbols, rep.InitramfsBytes, len(rep.Initramfs.Files), rep.Boot.ReadyHost, rep.Workload.Seconds)
 }

@@ -71,10 +71,12 @@ type Fixes struct {
 	Enable  []Fix `json:"enable,omitempty"`  // Kconfig symbols without CONFIG_
 	// Keep are syscalls kept in a shaken syscall table (kernel.keep_syscalls).
 	Keep []Fix `json:"keep_syscalls,omitempty"`
+	// Seccomp are syscalls added to the seccomp allowlist (seccomp_allow).
+	Seccomp []Fix `json:"seccomp_allow,omitempty"`
 }
 
 // all returns every fix.
-func (f *Fixes) all() []Fix { return slices.Concat(f.Include, f.Enable, f.Keep) }
+func (f *Fixes) all() []Fix { return slices.Concat(f.Include, f.Enable, f.Keep, f.Seccomp) }
 
 // Fix is one added file or symbol.
 type Fix struct {
@@ -181,6 +183,8 @@ type Report struct {
 	// Fixes are what the image holds beyond its spec and trace (fixes.json).
 	Fixes    *Fixes    `json:"fixes,omitempty"`
 	Workload *Workload `json:"workload,omitempty"`
+	// Seccomp is the guest's seccomp filter on the program.
+	Seccomp *vm.Seccomp `json:"seccomp,omitempty"`
 	// Gaps are facts of the trace no kernel option provides (from the
 	// feature knowledge), e.g. a syscall Linux 6.12 no longer has.
 	Gaps []string `json:"gaps,omitempty"`
@@ -212,6 +216,9 @@ type Boot struct {
 	// (its stop signal) once the workload was done; -1 when it did not
 	// stop by itself. 0 is a clean shutdown.
 	StopExitCode *int `json:"stop_exit_code,omitempty"`
+	// Seccomp are the syscalls the program made outside its seccomp
+	// allowlist during the boot.
+	Seccomp []vm.SeccompEvent `json:"seccomp,omitempty"`
 }
 
 // Workload is the workload's result against the booted image.
@@ -290,6 +297,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		if len(b.opts.Fixes.Keep) > 0 {
 			sp.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(b.opts.Fixes.Keep)...)
 		}
+		sp.SeccompAllow = append(slices.Clone(sp.SeccompAllow), whats(b.opts.Fixes.Seccomp)...)
 		sp.Kernel.Disable = slices.DeleteFunc(slices.Clone(sp.Kernel.Disable), func(d string) bool {
 			return slices.Contains(sp.Kernel.Enable, d)
 		})
@@ -429,6 +437,11 @@ func (b *builder) run(ctx context.Context) error {
 	for _, p := range b.sp.Ports {
 		img.Ports = append(img.Ports, vm.Port{Guest: p.Port, Proto: p.Proto})
 	}
+	var err error
+	if img.Seccomp, err = SeccompPolicy(b.sp, m); err != nil {
+		return err
+	}
+	b.report.Seccomp = img.Seccomp
 	if err := img.Write(b.stage); err != nil {
 		return err
 	}
@@ -795,8 +808,12 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return "", fmt.Errorf("the kernel of %s lacks %s, which this program needs: build its own kernel (without --kernel-from)",
-			from, strings.Join(slices.Compact(missing), ", "))
+		hint := ""
+		if slices.Contains(missing, "CONFIG_SECCOMP_FILTER") {
+			hint = ", or build without the guest's seccomp filter (--seccomp off)"
+		}
+		return "", fmt.Errorf("the kernel of %s lacks %s, which this program needs: build its own kernel (without --kernel-from)%s",
+			from, strings.Join(slices.Compact(missing), ", "), hint)
 	}
 	for _, name := range []string{KernelFile, VmlinuxFile, ConfigFile, SystemMapFile, KernelMeta} {
 		if err := atomicdir.CopyFile(filepath.Join(from, name), filepath.Join(b.stage, name)); err != nil {
@@ -961,13 +978,17 @@ func RootFileOf(root string) string {
 	return InitramfsFile
 }
 
-// rootKconfig returns the kernel options the spec's root needs: with a
-// disk root and a state directory, the state volume's filesystem too
-// (bespoke run -v FILE:{state}).
+// rootKconfig returns the kernel options the image needs whatever its
+// program's trace says: those of the spec's root; with a disk root and a
+// state directory, the state volume's filesystem (bespoke run -v
+// FILE:{state}); with a seccomp filter, seccomp's (SeccompKconfig).
 func (b *builder) rootKconfig() ([]string, error) {
 	syms, err := initramfs.RootKconfig(b.sp.Root, "xz")
 	if err == nil && b.sp.Root == spec.RootErofs && len(b.sp.Setup) > 0 {
 		syms = append(syms, strings.ToUpper(vm.VolumeFS)+"_FS")
+	}
+	if b.sp.SeccompDefault() != spec.SeccompOff {
+		syms = append(syms, SeccompKconfig...)
 	}
 	return syms, err
 }
@@ -1039,6 +1060,10 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 		if res.StopRequested {
 			code := res.ExitCode
 			b.report.Boot.StopExitCode = &code
+		}
+		b.report.Boot.Seccomp = res.Seccomp
+		for _, e := range res.Seccomp {
+			fmt.Fprintf(b.opts.Progress, "      warning: seccomp: %s (bespoke verify --fix adds it to the allowlist)\n", e)
 		}
 	}
 	b.report.Workload = wl

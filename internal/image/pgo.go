@@ -45,14 +45,17 @@ type PGO struct {
 	// Hot and Cold count the translation units the workload ran code of,
 	// and those it did not (compiled for size); Functions and Executed
 	// count the functions of the profile and those that ran.
-	Hot, Cold           int
-	Functions, Executed int
+	Hot       int `json:"hot"`
+	Cold      int `json:"cold"`
+	Functions int `json:"functions"`
+	Executed  int `json:"executed"`
 	// ProfileBytes is the size of the .gcda files.
-	ProfileBytes int64
+	ProfileBytes int64 `json:"profile_bytes"`
 	// Sizes of the -O2 kernel and the profile-guided one.
-	O2, Optimized KernelSizes
+	O2        KernelSizes `json:"o2"`
+	Optimized KernelSizes `json:"optimized"`
 	// Seconds per phase: instrumented build, profiling boot, optimised build.
-	Phases []Stage
+	Phases []Stage `json:"phases"`
 	// Variants are the sizes of kernels of the same config built other
 	// ways, for comparison (Options.SizeReport): -Os, the profile without
 	// cold-for-size, the syscall table unshaken.
@@ -61,9 +64,9 @@ type PGO struct {
 
 // Variant is one kernel of a size report.
 type Variant struct {
-	Name string
+	Name string `json:"name"`
 	KernelSizes
-	Seconds float64
+	Seconds float64 `json:"seconds"`
 }
 
 // KernelSizes are a kernel's section sizes and its bzImage.

@@ -49,6 +49,8 @@ var fields = []field{
 	{"memory", (*decoder).memory},
 	{"cpus", (*decoder).cpus},
 	{"kernel", (*decoder).kernel},
+	{"seccomp", func(d *decoder, k string, n *yaml.Node) { d.sp.Seccomp, _ = d.str(k, n) }},
+	{"seccomp_allow", func(d *decoder, k string, n *yaml.Node) { d.sp.SeccompAllow = d.strs(k, n) }},
 	{"setup", (*decoder).setup},
 	{"dirs", (*decoder).dirs},
 	{"rlimits", (*decoder).rlimits},
@@ -56,6 +58,7 @@ var fields = []field{
 	{"stop_timeout", func(d *decoder, k string, n *yaml.Node) { d.duration(k, n, &d.sp.StopTimeout) }},
 	{"ready_timeout", func(d *decoder, k string, n *yaml.Node) { d.duration(k, n, &d.sp.ReadyTimeout) }},
 	{"workload_timeout", func(d *decoder, k string, n *yaml.Node) { d.duration(k, n, &d.sp.WorkloadTimeout) }},
+	{"workload_requests", (*decoder).workloadRequests},
 }
 
 func fieldKeys(fs []field) []string {
@@ -330,6 +333,30 @@ func (d *decoder) integer(key string, n *yaml.Node) (int, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// workloadRequests reads a count, or a regular expression with one group
+// around a number in the workload's output.
+func (d *decoder) workloadRequests(key string, n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		if v, ok := d.integer(key, n); ok {
+			if v < 1 {
+				d.errorf(n, "bad workload_requests %d: want the number of requests the workload makes, or a regular expression that finds it in the workload's output", v)
+				return
+			}
+			d.sp.WorkloadRequests = v
+		}
+		return
+	}
+	s, ok := d.str(key, n)
+	if !ok {
+		return
+	}
+	if re, err := regexp.Compile(s); err != nil || re.NumSubexp() != 1 {
+		d.errorf(n, "bad workload_requests %q: want a number, or a regular expression with one group around a number in the workload's output", s)
+		return
+	}
+	d.sp.WorkloadRequestsFrom = s
 }
 
 func (d *decoder) cmd(key string, n *yaml.Node) {

@@ -27,6 +27,7 @@ type Flags struct {
 	Root     string // --root erofs|initramfs
 	Memory   string // "256M"
 	CPUs     int
+	Seccomp  string // --seccomp enforce|log|off
 	// Dir is the directory relative paths resolve against; "" is the
 	// working directory.
 	Dir string
@@ -178,6 +179,9 @@ func (f Flags) apply(sp *Spec, dir string) (set []string, err error) {
 	}
 	if given("cpus", f.CPUs != 0) {
 		sp.CPUs = f.CPUs
+	}
+	if given("seccomp", f.Seccomp != "") {
+		sp.Seccomp = f.Seccomp
 	}
 	return set, errors.Join(errs...)
 }

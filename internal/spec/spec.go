@@ -57,6 +57,29 @@ const (
 	RootInitramfs = "initramfs"
 )
 
+// Seccomp modes (they match internal/guestinit/protocol's).
+const (
+	SeccompEnforce = "enforce" // the syscall fails with ENOSYS
+	SeccompLog     = "log"     // the syscall runs; the guest reports it
+	SeccompOff     = "off"     // no filter
+)
+
+// SeccompModes lists the seccomp modes.
+var SeccompModes = []string{SeccompEnforce, SeccompLog, SeccompOff}
+
+// SeccompDefault is the mode of a spec that sets none: log for a program
+// that serves ports (its kernel has the network, which Linux's seccomp
+// filter needs), off for one without.
+func (sp *Spec) SeccompDefault() string {
+	if sp.Seccomp != "" {
+		return sp.Seccomp
+	}
+	if len(sp.Ports) > 0 {
+		return SeccompLog
+	}
+	return SeccompOff
+}
+
 // Roots lists the root filesystems, the default first.
 var Roots = []string{RootErofs, RootInitramfs}
 
@@ -105,6 +128,13 @@ type Spec struct {
 	Ready Ready
 	// Workload is a shell command run on the host against the program.
 	Workload string
+	// WorkloadRequests is how many requests the workload makes, or
+	// WorkloadRequestsFrom a regular expression with one group around a
+	// number in its output, every match summed (the client's own count):
+	// bespoke bench --model reports its counts per request. Neither:
+	// unknown.
+	WorkloadRequests     int
+	WorkloadRequestsFrom string
 
 	// Target is the virtual machine: TargetMicrovm, TargetPC or TargetFirecracker.
 	Target string
@@ -115,6 +145,12 @@ type Spec struct {
 	CPUs     int
 	// Kernel tunes the kernel build.
 	Kernel Kernel
+	// Seccomp is what the guest init's filter does with a syscall the
+	// program made outside its allowlist (its trace's syscalls and
+	// SeccompAllow): SeccompEnforce, SeccompLog or SeccompOff; ""
+	// chooses SeccompDefault.
+	Seccomp      string
+	SeccompAllow []string
 
 	// Setup are shell commands run on the host at build time, before
 	// tracing, to prepare data in the state directory ({state}).

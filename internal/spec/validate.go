@@ -132,6 +132,17 @@ func (sp *Spec) Validate() error {
 			bad(fmt.Sprintf("kernel.keep_syscalls.%d", i), "keep_syscalls: %q is not a syscall name (e.g. io_uring_setup)", s)
 		}
 	}
+	if sp.Seccomp != "" && !slices.Contains(SeccompModes, sp.Seccomp) {
+		bad("seccomp", "unknown seccomp mode %q: want %s", sp.Seccomp, strings.Join(SeccompModes, ", "))
+	}
+	for i, s := range sp.SeccompAllow {
+		if !syscallName.MatchString(s) {
+			bad(fmt.Sprintf("seccomp_allow.%d", i), "seccomp_allow: %q is not a syscall name (e.g. clone3)", s)
+		}
+	}
+	if len(sp.SeccompAllow) > 0 && sp.Seccomp == SeccompOff {
+		bad("seccomp_allow", "seccomp_allow has no effect with seccomp: off: drop one of them")
+	}
 	for _, s := range sp.Kernel.Disable {
 		if slices.Contains(sp.Kernel.Enable, s) {
 			bad("kernel.disable."+s, "kernel symbol %s is both enabled and disabled: keep one", s)

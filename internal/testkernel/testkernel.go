@@ -55,6 +55,9 @@ var Enable = []string{
 	// virtio-mmio alone and continues the qemu-microvm kernel's build dir
 	// with a few objects; PCI is in 408 of its 880 objects' dependencies.
 	"PCI", "VIRTIO_PCI",
+	// The guest's seccomp filter (image.SeccompKconfig), on by default
+	// for a program with ports.
+	"SECCOMP", "SECCOMP_FILTER",
 }
 
 // pcTransport are the options of Enable that qemu-pc's base parts ask

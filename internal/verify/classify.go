@@ -10,6 +10,7 @@ import (
 
 	"github.com/bespoke-os/bespoke/internal/features"
 	"github.com/bespoke-os/bespoke/internal/manifest"
+	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
 // Finding kinds.
@@ -29,8 +30,9 @@ const (
 	// MissingFilesystem: mount(2) failed with ENODEV: the filesystem type
 	// is not in the kernel.
 	MissingFilesystem = "missing-filesystem"
-	// SeccompDenial: the program was killed by SIGSYS, a seccomp filter's
-	// verdict.
+	// SeccompDenial: the program made a syscall outside the image's
+	// seccomp allowlist (the guest init's filter reported it), or was
+	// killed by SIGSYS, the verdict of a filter of its own.
 	SeccompDenial = "seccomp-denial"
 	// FailedSyscall: a syscall failed in the guest with an error it did
 	// not return on the host, and the feature knowledge ties it to an
@@ -52,7 +54,9 @@ type Finding struct {
 	Enable  []string `json:"enable,omitempty"`
 	// Keep is a syscall the image removed from its table, to keep.
 	Keep string `json:"keep_syscall,omitempty"`
-	Hint string `json:"hint,omitempty"`
+	// Allow is a syscall to add to the image's seccomp allowlist.
+	Allow string `json:"seccomp_allow,omitempty"`
+	Hint  string `json:"hint,omitempty"`
 }
 
 func (f Finding) String() string {
@@ -64,6 +68,8 @@ func (f Finding) String() string {
 		s += "; fix: enable CONFIG_" + strings.Join(f.Enable, ", CONFIG_")
 	case f.Keep != "":
 		s += "; fix: keep " + f.Keep + " in the syscall table"
+	case f.Allow != "":
+		s += "; fix: add " + f.Allow + " to the seccomp allowlist"
 	case f.Hint != "":
 		s += "; " + f.Hint
 	}
@@ -227,6 +233,24 @@ func Classify(f Facts) []Finding {
 		}
 		return strings.Compare(a.Subject, b.Subject)
 	})
+	return out
+}
+
+// SeccompFindings turns the syscalls the guest's seccomp filter reported
+// into findings: each is added to the allowlist by a fix, but a syscall
+// of another ABI, which the x86-64 allowlist cannot name.
+func SeccompFindings(events []vm.SeccompEvent) []Finding {
+	var out []Finding
+	for _, e := range events {
+		fd := Finding{Kind: SeccompDenial, Subject: e.Syscall, Evidence: e.String()}
+		if e.Nr < 0 {
+			fd.Subject = "another ABI"
+			fd.Hint = "bespoke's allowlist holds x86-64 syscalls only: build with --seccomp log or off to let the program make it"
+		} else {
+			fd.Allow = e.Syscall
+		}
+		out = append(out, fd)
+	}
 	return out
 }
 

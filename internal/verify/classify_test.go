@@ -10,6 +10,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
+	"github.com/bespoke-os/bespoke/internal/vm"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -132,6 +133,27 @@ func TestClassifySeccompAndFixes(t *testing.T) {
 	})
 	if len(fx.Include) != 1 || fx.Include[0].What != "/a" || len(fx.Enable) != 1 || fx.Enable[0].What != "EVENTFD" {
 		t.Errorf("fixesOf = %+v, want /a once and EVENTFD", fx)
+	}
+}
+
+// The guest's seccomp filter's reports: a fix each, but for another ABI.
+func TestSeccompFindings(t *testing.T) {
+	got := SeccompFindings([]vm.SeccompEvent{
+		{Syscall: "epoll_wait", Nr: 232, Pid: 50, Action: "denied"},
+		{Nr: -1, Pid: 50, Action: "denied"},
+	})
+	if len(got) != 2 || got[0].Kind != SeccompDenial || got[0].Allow != "epoll_wait" || !strings.Contains(got[0].Evidence, "epoll_wait (232)") {
+		t.Fatalf("findings %+v, want epoll_wait with a fix first", got)
+	}
+	if got[1].Allow != "" || got[1].Hint == "" {
+		t.Errorf("another ABI's syscall: %+v, want a hint and no fix", got[1])
+	}
+	fx := fixesOf(append(got, got[0]))
+	if len(fx.Seccomp) != 1 || fx.Seccomp[0].What != "epoll_wait" || len(fx.Include)+len(fx.Enable)+len(fx.Keep) > 0 {
+		t.Errorf("fixesOf = %+v, want epoll_wait once in the allowlist", fx)
+	}
+	if s := got[0].String(); !strings.Contains(s, "fix: add epoll_wait to the seccomp allowlist") {
+		t.Errorf("String() = %q", s)
 	}
 }
 

@@ -154,19 +154,24 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			r.Traced, r.TraceConsole, r.TraceError, r.Findings = true, t.Console, t.Error, t.Findings
-			if len(r.Findings) == 0 {
+			r.Traced, r.TraceConsole, r.TraceError = true, t.Console, t.Error
+			r.Findings = append(r.Findings, t.Findings...)
+			if len(t.Findings) == 0 {
 				fmt.Fprintf(opts.Progress, "verify: round %d: the guest trace shows nothing the image lacks\n", n)
 			}
 		}
 		res.Rounds = append(res.Rounds, *r)
 		last := &res.Rounds[len(res.Rounds)-1]
-		if r.Passed {
-			res.Passed = true
+		fixes := fixesOf(r.Findings)
+		res.Passed, res.Reason = r.Passed, ""
+		if r.Passed && (!opts.Fix || fixes.Empty() || n >= opts.MaxRounds) {
 			break
 		}
-		res.Reason = failure(r)
-		fixes := fixesOf(r.Findings)
+		// Failed; or passed with syscalls the seccomp filter let through
+		// (seccomp log), which --fix adds to the allowlist and checks again.
+		if !r.Passed {
+			res.Reason = failure(r)
+		}
 		switch {
 		case !opts.Fix:
 		case fixes.Empty():
@@ -174,7 +179,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case n >= opts.MaxRounds:
 			res.Reason += fmt.Sprintf("; gave up after %d rounds (--max-rounds)", n)
 		default:
-			for _, f := range slices.Concat(fixes.Include, fixes.Enable, fixes.Keep) {
+			for _, f := range slices.Concat(fixes.Include, fixes.Enable, fixes.Keep, fixes.Seccomp) {
 				fmt.Fprintf(opts.Progress, "verify: fix: %s (%s)\n", f.What, f.Why)
 				last.Fixed = append(last.Fixed, f.What)
 			}
@@ -230,6 +235,10 @@ func fixesOf(fs []Finding) image.Fixes {
 		if f.Keep != "" && !seen["syscall "+f.Keep] {
 			seen["syscall "+f.Keep] = true
 			fx.Keep = append(fx.Keep, image.Fix{What: f.Keep, Why: f.Kind + ": " + f.Evidence})
+		}
+		if f.Allow != "" && !seen["seccomp "+f.Allow] {
+			seen["seccomp "+f.Allow] = true
+			fx.Seccomp = append(fx.Seccomp, image.Fix{What: f.Allow, Why: f.Kind + ": " + f.Evidence})
 		}
 	}
 	return fx
@@ -321,6 +330,7 @@ func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) 
 		r.Error = err.Error()
 	}
 	if res != nil {
+		r.Findings = SeccompFindings(res.Seccomp)
 		r.ExitCode, r.StopRequested = res.ExitCode, res.StopRequested
 		if cfg.OnReady == nil {
 			r.Ready = res.ExitCode == 0
@@ -430,6 +440,16 @@ func (res *Result) Summary() string {
 	}
 	if last.StopRequested {
 		s += fmt.Sprintf("; program stopped with status %d", last.ExitCode)
+	}
+	if res.Passed && len(last.Findings) > 0 {
+		var subj []string
+		for _, f := range last.Findings {
+			subj = append(subj, f.Kind+" "+f.Subject)
+		}
+		s += "; found: " + strings.Join(subj, ", ")
+		if fx := fixesOf(last.Findings); !fx.Empty() {
+			s += " (bespoke verify --fix adds them)"
+		}
 	}
 	return s
 }

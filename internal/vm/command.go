@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,13 @@ type Config struct {
 	// init (bespoke run -v; bespoke verify's tracer beside an erofs root).
 	// They need an image whose root is a disk: its kernel has virtio-blk.
 	Volumes []Volume
+	// Plugin is the value of QEMU's -plugin option (a TCG plugin and its
+	// arguments: the cost model's), "" for none. It needs TCG.
+	Plugin string
+	// Seccomp overrides the mode of the image's seccomp filter for this
+	// boot (protocol.SeccompEnforce, SeccompLog or SeccompOff; "" keeps
+	// the image's).
+	Seccomp string
 	// Params are kernel parameters appended to the command line
 	// (protocol.ParamTrace, say).
 	Params []string
@@ -304,6 +312,9 @@ func newPlan(cfg Config) (*plan, error) {
 		qemu = "qemu-system-x86_64"
 	}
 	a := []string{qemu, "-M", machine}
+	if cfg.Plugin != "" && p.accel == AccelKVM {
+		return nil, errors.New("a TCG plugin (the cost model) counts what QEMU's translator runs, and KVM runs the guest on the CPU: use --accel tcg")
+	}
 	if p.accel == AccelKVM {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
 	} else {
@@ -323,6 +334,9 @@ func newPlan(cfg Config) (*plan, error) {
 		a = append(a, "-initrd", p.initrd)
 	}
 	a = append(a, "-append", p.cmdline)
+	if cfg.Plugin != "" {
+		a = append(a, "-plugin", cfg.Plugin)
+	}
 	// The root disk first: the guest names it vda. Volumes follow; the
 	// init finds each by its serial.
 	if img.Disk != "" {
@@ -379,6 +393,18 @@ func volumeSerial(i int) string { return fmt.Sprintf("bespoke-vol%d", i) }
 // in it (the kernel's default would look for /sbin/init).
 const RootParams = "root=/dev/vda ro rootfstype=erofs init=/init"
 
+// seccompParam returns the kernel parameter of the image's seccomp
+// filter in mode ("": the image's).
+func seccompParam(img *Image, mode string) (string, error) {
+	switch {
+	case img.Seccomp == nil && mode != "" && mode != protocol.SeccompOff:
+		return "", fmt.Errorf("seccomp %s: image %s has no seccomp allowlist (it was built with seccomp off, and its kernel may lack CONFIG_SECCOMP_FILTER): rebuild it with --seccomp %s", mode, img.Name, mode)
+	case img.Seccomp == nil:
+		return protocol.ParamSeccomp + "=" + protocol.SeccompOff, nil
+	}
+	return img.Seccomp.Param(cmp.Or(mode, img.Seccomp.Mode))
+}
+
 // kernelCmdline returns the kernel command line for one boot.
 func kernelCmdline(img *Image, cfg Config, accel string) (string, error) {
 	// 115200 baud: QEMU's UART hands the guest its input a FIFO trigger
@@ -419,6 +445,13 @@ func kernelCmdline(img *Image, cfg Config, accel string) (string, error) {
 	}
 	if c := strings.TrimSpace(img.Cmdline); c != "" {
 		parts = append(parts, c)
+	}
+	if img.Seccomp != nil || cfg.Seccomp != "" {
+		p, err := seccompParam(img, cfg.Seccomp)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, p)
 	}
 	parts = append(parts, cfg.Params...)
 	if len(cfg.Volumes) > 0 {

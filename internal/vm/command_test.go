@@ -5,10 +5,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -174,6 +176,37 @@ func TestCommandDetails(t *testing.T) {
 		argv, _ = Command(Config{ImageDir: "/i", Image: testImage(TargetMicrovm)})
 		if got := ShellQuote(argv); strings.Contains(got, "-cpu") {
 			t.Errorf("command %q of a generic kernel names a CPU", got)
+		}
+	})
+	t.Run("seccomp", func(t *testing.T) {
+		img := testImage(TargetMicrovm)
+		img.Seccomp = &Seccomp{Mode: "log", Allow: []string{"read", "write", "epoll_wait"}}
+		for mode, want := range map[string]string{"": "log", "enforce": "enforce", "off": "off"} {
+			argv, err := Command(Config{ImageDir: "/i", Image: img, Seccomp: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ShellQuote(argv)
+			i := strings.Index(got, "bespoke.seccomp=")
+			if i < 0 {
+				t.Fatalf("--seccomp %q: command %q sets no filter", mode, got)
+			}
+			v, _, _ := strings.Cut(got[i+len("bespoke.seccomp="):], " ")
+			m, allow, err := protocol.DecodeSeccomp(strings.Trim(v, "'"))
+			if err != nil || m != want || (want != "off" && !slices.Equal(allow, []int{0, 1, 232})) {
+				t.Errorf("--seccomp %q: %q decodes to %q %v %v, want %s with read, write, epoll_wait", mode, v, m, allow, err, want)
+			}
+		}
+		plain := testImage(TargetMicrovm)
+		if argv, _ := Command(Config{ImageDir: "/i", Image: plain}); strings.Contains(ShellQuote(argv), "seccomp") {
+			t.Errorf("an image without a filter: %q sets one", ShellQuote(argv))
+		}
+		if _, err := Command(Config{ImageDir: "/i", Image: plain, Seccomp: "enforce"}); err == nil || !strings.Contains(err.Error(), "rebuild it with --seccomp enforce") {
+			t.Errorf("enforce on an image without a filter: %v, want an error saying to rebuild", err)
+		}
+		img.Seccomp.Allow = append(img.Seccomp.Allow, "frobnicate")
+		if err := img.Check(); err == nil || !strings.Contains(err.Error(), "frobnicate") {
+			t.Errorf("Check of an allowlist with a bad name: %v", err)
 		}
 	})
 	t.Run("kvm asked but unusable", func(t *testing.T) {

@@ -2,12 +2,14 @@ package vm
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"github.com/bespoke-os/bespoke/internal/trace"
 )
 
 // tailLines is how many console lines errors quote.
@@ -35,6 +37,8 @@ type console struct {
 	acks                          map[string]chan struct{}
 	// onClock answers the init's EventClock (nil: no answer).
 	onClock func()
+	// onSeccomp is told of each EventSeccomp (nil: nothing).
+	onSeccomp func(SeccompEvent)
 }
 
 type timedEvent struct {
@@ -125,6 +129,10 @@ func (c *console) line(line string, now time.Duration) {
 		if c.onClock != nil {
 			c.onClock()
 		}
+	case protocol.EventSeccomp:
+		if c.onSeccomp != nil {
+			c.onSeccomp(seccompEvent(e))
+		}
 	case protocol.EventExit, protocol.EventError:
 		if c.final == nil {
 			c.final = &te
@@ -179,6 +187,54 @@ func (c *console) Final() *timedEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.final
+}
+
+// SeccompEvent is a syscall the program made outside the image's seccomp
+// allowlist (protocol.EventSeccomp).
+type SeccompEvent struct {
+	Syscall string `json:"syscall"` // x86-64 name; "" for another ABI's
+	Nr      int    `json:"nr"`      // -1 for another ABI's
+	Pid     int    `json:"pid"`
+	// Action is protocol.SeccompDenied or protocol.SeccompAllowed.
+	Action string `json:"action"`
+}
+
+func seccompEvent(e protocol.Event) SeccompEvent {
+	s := SeccompEvent{Nr: e.Nr, Pid: e.Pid, Action: e.Msg}
+	if e.Nr >= 0 {
+		s.Syscall = trace.SyscallName(e.Nr)
+	}
+	return s
+}
+
+// String says what happened, for a status line: "pid 52 made getppid
+// (110), which is not in the image's seccomp allowlist: denied (ENOSYS)".
+func (s SeccompEvent) String() string {
+	what := fmt.Sprintf("%s (%d)", s.Syscall, s.Nr)
+	if s.Nr < 0 {
+		what = "a syscall of another ABI (x32 or i386)"
+	}
+	act := s.Action
+	switch s.Action {
+	case protocol.SeccompDenied:
+		act = "denied (ENOSYS; seccomp enforce)"
+	case protocol.SeccompAllowed:
+		act = "allowed (seccomp log)"
+	}
+	return fmt.Sprintf("pid %d made %s, which is not in the image's seccomp allowlist: %s", s.Pid, what, act)
+}
+
+// seccomp returns the EventSeccomp events seen.
+func (c *console) seccomp() []SeccompEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []SeccompEvent
+	for _, e := range c.events {
+		if e.Kind == protocol.EventSeccomp {
+			out = append(out, seccompEvent(e.Event))
+		}
+	}
+	return out
 }
 
 // timing fills t from what the console showed.

@@ -15,6 +15,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"github.com/bespoke-os/bespoke/internal/trace"
 )
 
 // ImageFile is the name of the file in an image directory that describes
@@ -71,6 +74,34 @@ type Image struct {
 	// under TCG the guest then gets QEMU's "max" CPU model, which has the
 	// instructions x86-64-v2/v3 add; under KVM it gets the host's.
 	March string `json:"march,omitempty"`
+	// Seccomp is the guest init's filter on the program (nil: none).
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
+}
+
+// Seccomp is an image's seccomp filter: the syscalls (x86-64 names) the
+// program may make unreported, and what the guest does with any other
+// (protocol.SeccompEnforce or protocol.SeccompLog).
+type Seccomp struct {
+	Mode  string   `json:"mode"`
+	Allow []string `json:"allow"`
+}
+
+// Param returns the kernel parameter that sets the filter, in mode
+// (protocol.SeccompOff for none).
+func (s *Seccomp) Param(mode string) (string, error) {
+	var nrs []int
+	for _, name := range s.Allow {
+		nr := trace.SyscallNumber(name)
+		if nr < 0 {
+			return "", fmt.Errorf("seccomp allowlist: %q is not an x86-64 syscall of Linux 6.12", name)
+		}
+		nrs = append(nrs, nr)
+	}
+	v, err := protocol.EncodeSeccomp(mode, nrs)
+	if err != nil {
+		return "", err
+	}
+	return protocol.ParamSeccomp + "=" + v, nil
 }
 
 // Port is a port the guest program listens on.
@@ -180,6 +211,14 @@ func (img *Image) Check() error {
 	}
 	if _, err := parseReady(img.Ready); err != nil {
 		return err
+	}
+	if sc := img.Seccomp; sc != nil {
+		if sc.Mode != protocol.SeccompEnforce && sc.Mode != protocol.SeccompLog {
+			return fmt.Errorf("seccomp mode %q: want %s or %s", sc.Mode, protocol.SeccompEnforce, protocol.SeccompLog)
+		}
+		if _, err := sc.Param(sc.Mode); err != nil {
+			return err
+		}
 	}
 	return nil
 }

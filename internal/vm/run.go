@@ -39,6 +39,9 @@ type Result struct {
 	StopRequested bool
 	// Blobs holds the files the guest sent over the console.
 	Blobs *protocol.Blobs
+	// Seccomp are the syscalls the program made outside the image's
+	// seccomp allowlist, each once.
+	Seccomp []SeccompEvent
 }
 
 // Timing holds boot times. Host times run from QEMU's start; guest times
@@ -205,6 +208,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	con := newConsole(start, p.ready.re, res.Blobs)
 	con.onClock = func() { guestIn.WriteString(protocol.FormatTime(time.Now()) + "\n") }
+	con.onSeccomp = func(e SeccompEvent) { fmt.Fprintf(status, "bespoke: seccomp: %s\n", e) }
 	waitc, err := child.Start(cmd)
 	pw.Close()
 	if err != nil {
@@ -335,6 +339,7 @@ loop:
 		fmt.Fprintf(status, "bespoke: boot: %s\n", res.Boot)
 	}
 
+	res.Seccomp = con.seccomp()
 	tail := con.Tail()
 	final := con.Final()
 	if onReadyErr != nil {

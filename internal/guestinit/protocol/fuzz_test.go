@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +45,20 @@ func FuzzDecodeParams(f *testing.F) {
 	v, _ := EncodeVolumes([]Volume{{Serial: "bespoke-vol0", Target: "/var/lib/x", Type: "ext4"}})
 	f.Add(v)
 	f.Add("!!")
+	sc, _ := EncodeSeccomp(SeccompLog, []int{0, 1, 60, 231})
+	f.Add(sc)
 	f.Fuzz(func(t *testing.T, s string) {
 		DecodeOverride(s)
 		DecodeVolumes(s)
+		if mode, allow, err := DecodeSeccomp(s); err == nil {
+			// What decodes encodes back to the same allowlist.
+			v, err := EncodeSeccomp(mode, allow)
+			if err != nil {
+				t.Fatalf("EncodeSeccomp(%q, %v) of a decoded value: %v", mode, allow, err)
+			}
+			if m2, a2, err := DecodeSeccomp(v); err != nil || m2 != mode || !slices.Equal(a2, allow) {
+				t.Fatalf("%q: decoded %q %v, re-encoded %q decodes %q %v %v", s, mode, allow, v, m2, a2, err)
+			}
+		}
 	})
 }

@@ -86,7 +86,71 @@ const (
 	// ParamVolumes lists the disks the init mounts, as base64url (no
 	// padding) JSON of []Volume (EncodeVolumes).
 	ParamVolumes = "bespoke.volumes"
+	// ParamSeccomp is the seccomp filter the init puts on the program:
+	// "MODE:ALLOW", where MODE is SeccompEnforce or SeccompLog and ALLOW
+	// the syscalls the program may make (EncodeSeccomp), or SeccompOff.
+	ParamSeccomp = "bespoke.seccomp"
 )
+
+// Seccomp modes: what the init's filter does with a syscall outside the
+// program's allowlist. Both report it (an EventSeccomp line).
+const (
+	SeccompEnforce = "enforce" // the syscall fails with ENOSYS
+	SeccompLog     = "log"     // the syscall runs
+	SeccompOff     = "off"     // no filter
+)
+
+// MaxSyscall bounds the x86-64 syscall numbers an allowlist holds (Linux
+// 6.12's highest is 462).
+const MaxSyscall = 511
+
+// EncodeSeccomp returns the value of ParamSeccomp for mode and the
+// syscall numbers allow: the mode, a colon, and a bitmap of allow
+// (bit n of byte n/8 for syscall n) as base64url without padding, short
+// enough for a kernel command line.
+func EncodeSeccomp(mode string, allow []int) (string, error) {
+	switch mode {
+	case SeccompOff:
+		return mode, nil
+	case SeccompEnforce, SeccompLog:
+	default:
+		return "", fmt.Errorf("seccomp mode %q: want %s, %s or %s", mode, SeccompEnforce, SeccompLog, SeccompOff)
+	}
+	bits := make([]byte, (MaxSyscall+1)/8)
+	top := 0
+	for _, nr := range allow {
+		if nr < 0 || nr > MaxSyscall {
+			return "", fmt.Errorf("seccomp: syscall number %d out of range", nr)
+		}
+		bits[nr/8] |= 1 << (nr % 8)
+		top = max(top, nr/8+1)
+	}
+	return mode + ":" + base64.RawURLEncoding.EncodeToString(bits[:top]), nil
+}
+
+// DecodeSeccomp parses the value of ParamSeccomp; allow is sorted.
+func DecodeSeccomp(v string) (mode string, allow []int, err error) {
+	mode, enc, hasList := strings.Cut(v, ":")
+	switch {
+	case mode == SeccompOff && !hasList:
+		return mode, nil, nil
+	case (mode == SeccompEnforce || mode == SeccompLog) && hasList:
+	default:
+		return "", nil, fmt.Errorf("%s=%q: want %s:LIST, %s:LIST or %s", ParamSeccomp, v, SeccompEnforce, SeccompLog, SeccompOff)
+	}
+	bits, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil || len(bits) > (MaxSyscall+1)/8 {
+		return "", nil, fmt.Errorf("%s=%q: bad syscall list", ParamSeccomp, v)
+	}
+	for i, b := range bits {
+		for j := 0; j < 8; j++ {
+			if b&(1<<j) != 0 {
+				allow = append(allow, i*8+j)
+			}
+		}
+	}
+	return mode, allow, nil
+}
 
 // Volume is a disk the init mounts once the root is ready: a state volume
 // (bespoke run -v HOSTFILE:/GUEST/PATH) or bespoke's own tools (verify's
@@ -248,6 +312,17 @@ const (
 	EventError   = "error"   // init could not do its job (Msg set); the VM powers off
 	EventAck     = "ack"     // init carried out a console request (Msg: the request's name)
 	EventClock   = "clock"   // init asks for the host's time (ParamClock; the host writes a TimeReply)
+	// EventSeccomp: the program made a syscall outside its allowlist
+	// (ParamSeccomp): Pid made syscall Nr, and Msg says what the filter
+	// did, SeccompDenied or SeccompAllowed. Sent once per syscall number.
+	EventSeccomp = "seccomp"
+)
+
+// What the init's seccomp filter did with a syscall outside the
+// allowlist (EventSeccomp's Msg).
+const (
+	SeccompDenied  = "denied"  // SeccompEnforce: it failed with ENOSYS
+	SeccompAllowed = "allowed" // SeccompLog: it ran
 )
 
 // ExitCodeInitError is the status bespoke run returns when the init failed
@@ -258,7 +333,8 @@ const ExitCodeInitError = 125
 type Event struct {
 	Kind   string
 	Uptime float64 // guest seconds since boot, from /proc/uptime
-	Pid    int     // EventExec
+	Pid    int     // EventExec, EventSeccomp
+	Nr     int     // EventSeccomp: the syscall number (x86-64; -1: another ABI's)
 	Code   int     // EventExit
 	Signal string  // EventExit, when killed by a signal (e.g. "SIGSEGV")
 	Msg    string  // EventError
@@ -272,6 +348,8 @@ func (e Event) Format() string {
 	switch e.Kind {
 	case EventExec:
 		fmt.Fprintf(&b, " pid=%d", e.Pid)
+	case EventSeccomp:
+		fmt.Fprintf(&b, " pid=%d nr=%d", e.Pid, e.Nr)
 	case EventExit:
 		if e.Signal != "" {
 			fmt.Fprintf(&b, " signal=%s", e.Signal)
@@ -279,7 +357,7 @@ func (e Event) Format() string {
 		fmt.Fprintf(&b, " code=%d", e.Code)
 	}
 	fmt.Fprintf(&b, " uptime=%.3f", e.Uptime)
-	if e.Kind == EventError || e.Kind == EventAck {
+	if e.Kind == EventError || e.Kind == EventAck || e.Kind == EventSeccomp {
 		fmt.Fprintf(&b, " msg=%s", strconv.Quote(e.Msg))
 	}
 	return b.String()
@@ -297,7 +375,7 @@ func ParseEvent(line string) (Event, bool) {
 	var e Event
 	kind, rest, _ := strings.Cut(rest, " ")
 	switch kind {
-	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock:
+	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock, EventSeccomp:
 		e.Kind = kind
 	default:
 		return Event{}, false
@@ -319,6 +397,8 @@ func ParseEvent(line string) (Event, bool) {
 			e.Uptime, _ = strconv.ParseFloat(v, 64)
 		case "pid":
 			e.Pid, _ = strconv.Atoi(v)
+		case "nr":
+			e.Nr, _ = strconv.Atoi(v)
 		case "code":
 			e.Code, _ = strconv.Atoi(v)
 		case "signal":

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ func TestEventRoundTrip(t *testing.T) {
 		{Kind: EventError, Msg: `exec "/bin/x": no such file or directory`, Uptime: 0.7},
 		{Kind: EventClock, Uptime: 0.71},
 		{Kind: EventAck, Msg: ClockSet, Uptime: 0.72},
+		{Kind: EventSeccomp, Pid: 51, Nr: 435, Msg: SeccompDenied, Uptime: 3.5},
 	} {
 		line := "[    1.000000] noise " + e.Format() + "\r\n"
 		got, ok := ParseEvent(line)
@@ -69,5 +71,39 @@ func TestTimeReply(t *testing.T) {
 		if _, ok := ParseTime(bad); ok {
 			t.Errorf("ParseTime(%q) accepted", bad)
 		}
+	}
+}
+
+func TestSeccompParam(t *testing.T) {
+	allow := []int{0, 1, 3, 60, 231, 435, 462}
+	for _, mode := range []string{SeccompEnforce, SeccompLog} {
+		v, err := EncodeSeccomp(mode, allow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) > 100 {
+			t.Errorf("%d bytes of command line for %d syscalls: %q", len(v), len(allow), v)
+		}
+		m, got, err := DecodeSeccomp(v)
+		if err != nil || m != mode {
+			t.Fatalf("DecodeSeccomp(%q) = %q, %v", v, m, err)
+		}
+		if diff := cmp.Diff(allow, got); diff != "" {
+			t.Errorf("allowlist round trip (-want +got):\n%s", diff)
+		}
+	}
+	if v, err := EncodeSeccomp(SeccompOff, allow); err != nil || v != SeccompOff {
+		t.Errorf("off encodes as %q, %v", v, err)
+	}
+	for _, bad := range []string{"", "on", "enforce", "log:!!", "off:AA", "enforce:" + strings.Repeat("A", 100)} {
+		if _, _, err := DecodeSeccomp(bad); err == nil {
+			t.Errorf("DecodeSeccomp(%q) accepted", bad)
+		}
+	}
+	if _, err := EncodeSeccomp("strict", nil); err == nil {
+		t.Error("EncodeSeccomp accepted an unknown mode")
+	}
+	if _, err := EncodeSeccomp(SeccompLog, []int{MaxSyscall + 1}); err == nil {
+		t.Error("EncodeSeccomp accepted a number out of range")
 	}
 }
