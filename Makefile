@@ -5,9 +5,9 @@ TEST_TIMEOUT ?= 85m
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := .tools/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all bespoke deps test test-short vet fuzz demo e2e-all apps-table
+.PHONY: all bespoke plugin deps test test-short vet fuzz demo e2e-all apps-table
 
-all: bespoke
+all: bespoke plugin
 
 bespoke:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bespoke ./cmd/bespoke
@@ -17,6 +17,11 @@ bespoke:
 
 deps: $(STATICCHECK)
 	./scripts/deps.sh
+	./scripts/qemu-plugin.sh bin/bespoke-cost.so
+
+# The cost model's QEMU plugin (bespoke bench --model; docs/perf.md).
+plugin:
+	./scripts/qemu-plugin.sh bin/bespoke-cost.so
 
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

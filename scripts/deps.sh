@@ -10,6 +10,8 @@ pkgs=(
   qemu-system-x86 erofs-utils e2fsprogs
   # tracing comparison and applications
   strace redis-server redis-tools file
+  # the cost model's QEMU plugin header (scripts/qemu-plugin.sh)
+  curl
   # the six example applications (examples/) and their benchmark clients
   nginx-light wrk postgresql-15 postgresql-contrib
   memcached libmemcached-tools apache2 apache2-utils mariadb-server sysbench

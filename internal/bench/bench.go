@@ -5,6 +5,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/costmodel"
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
@@ -37,21 +39,31 @@ type Options struct {
 	Metric   string
 	Accel    string
 	Progress io.Writer
+	// Model counts, with the cost model's QEMU plugin (Plugin, see
+	// costmodel.FindPlugin), what each kernel executes per request of
+	// the workload (Requests, default the spec's workload_requests; per
+	// second of the workload when neither says). It needs TCG.
+	Model    bool
+	Plugin   string
+	Requests int
 }
 
 // Kernel is one kernel to measure.
 type Kernel struct {
 	Label string `json:"label"`
 	File  string `json:"file"`
+	// Vmlinux is the kernel's vmlinux in the image directory, for the
+	// cost model's function names.
+	Vmlinux string `json:"vmlinux,omitempty"`
 }
 
 // Kernels returns the kernels an image holds: "pgo" and "o2" for a
 // profile-guided image, else its one kernel as "image".
 func Kernels(dir string) []Kernel {
 	if _, err := os.Stat(filepath.Join(dir, image.O2KernelFile)); err == nil {
-		return []Kernel{{"o2", image.O2KernelFile}, {"pgo", image.KernelFile}}
+		return []Kernel{{"o2", image.O2KernelFile, image.O2VmlinuxFile}, {"pgo", image.KernelFile, image.VmlinuxFile}}
 	}
-	return []Kernel{{"image", image.KernelFile}}
+	return []Kernel{{"image", image.KernelFile, image.VmlinuxFile}}
 }
 
 // Result is the measurement, per kernel in the order given.
@@ -62,6 +74,9 @@ type Result struct {
 	Runs     int      `json:"runs"`
 	Kernels  []Series `json:"kernels"`
 	Date     string   `json:"date"`
+	// Per is what the cost model's figures are per: "request" or "second
+	// of workload" ("" without the model).
+	Per string `json:"per,omitempty"`
 }
 
 // Series is one kernel's runs.
@@ -71,6 +86,8 @@ type Series struct {
 	Scores  []float64 `json:"scores,omitempty"` // Metric per run
 	Mean    Stat      `json:"mean_seconds"`
 	Score   *Stat     `json:"score,omitempty"`
+	// Model is the cost model's figures (Options.Model).
+	Model *Model `json:"model,omitempty"`
 }
 
 // Stat is a mean with its sample standard deviation.
@@ -131,13 +148,39 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, k := range opts.Kernels {
 		res.Kernels = append(res.Kernels, Series{Kernel: k})
 	}
+	var plugin string
+	var requestsRe *regexp.Regexp
+	requests := cmp.Or(opts.Requests, sp.WorkloadRequests)
+	if requests == 0 && sp.WorkloadRequestsFrom != "" {
+		if requestsRe, err = regexp.Compile(sp.WorkloadRequestsFrom); err != nil {
+			return nil, fmt.Errorf("the spec's workload_requests: %w", err)
+		}
+	}
+	if opts.Model {
+		if opts.Accel == vm.AccelKVM {
+			return nil, errors.New("--model counts what QEMU's TCG translator runs: it cannot run with --accel kvm")
+		}
+		opts.Accel = vm.AccelTCG
+		if plugin, err = costmodel.FindPlugin(opts.Plugin); err != nil {
+			return nil, err
+		}
+		res.Per = "second of workload"
+		if requests > 0 || requestsRe != nil {
+			res.Per = "request"
+		}
+		for i := range res.Kernels {
+			res.Kernels[i].Model = &Model{}
+		}
+	}
 	for run := 1; run <= opts.Runs; run++ {
 		for i := range res.Kernels {
 			s := &res.Kernels[i]
 			var out string
 			var secs float64
 			var wlErr error
-			r, err := vm.Run(ctx, vm.Config{
+			var sess *costmodel.Session
+			var snaps [3]timedSnap // ready, the workload's start, its end
+			cfg := vm.Config{
 				ImageDir: opts.ImageDir, Kernel: filepath.Join(opts.ImageDir, s.File), Accel: opts.Accel,
 				StopGuest: true, Timeout: sp.ReadyTimeout + sp.WorkloadTimeout + sp.StopTimeout + 2*time.Minute,
 				LogPath: filepath.Join(opts.ImageDir, "bench-console.log"),
@@ -146,9 +189,29 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					if err != nil {
 						return err
 					}
+					if sess != nil {
+						// The guest's background (timer ticks, the
+						// program's own timers) over an idle second.
+						if snaps[0], err = snap(ctx, sess, "ready"); err != nil {
+							return err
+						}
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(idleWindow):
+						}
+						if snaps[1], err = snap(ctx, sess, "start"); err != nil {
+							return err
+						}
+					}
 					wl, err := image.RunWorkload(ctx, w, sp.WorkloadTimeout, io.Discard)
 					if err != nil {
 						return err
+					}
+					if sess != nil {
+						if snaps[2], err = snap(ctx, sess, "end"); err != nil {
+							return err
+						}
 					}
 					if wl.ExitCode != 0 {
 						wlErr = fmt.Errorf("the workload failed (exit %d) on kernel %s:\n%s", wl.ExitCode, s.Label, wl.Output)
@@ -156,12 +219,44 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					secs, out = wl.Seconds, wl.Full
 					return nil
 				},
-			})
+			}
+			if opts.Model {
+				if sess, err = costmodel.NewSession(plugin); err != nil {
+					return nil, err
+				}
+				cfg.Plugin = sess.PluginArg()
+			}
+			r, err := vm.Run(ctx, cfg)
+			if sess != nil {
+				sess.Close()
+			}
 			if err != nil {
+				if sess != nil && strings.Contains(err.Error(), "plugin") {
+					err = fmt.Errorf("%w\n(QEMU could not load the cost model's plugin %s: a QEMU built without plugin support, or a plugin built for another QEMU: rebuild it with make plugin)", err, plugin)
+				}
 				return nil, fmt.Errorf("benchmarking kernel %s, run %d: %w", s.Label, run, err)
 			}
 			if wlErr != nil {
 				return nil, wlErr
+			}
+			if sess != nil {
+				per := float64(requests)
+				if requestsRe != nil {
+					n, k := Score(requestsRe, out)
+					if k == 0 || n <= 0 {
+						return nil, fmt.Errorf("the spec's workload_requests %q found no request count in the workload's output:\n%s", sp.WorkloadRequestsFrom, lastLines(out, 20))
+					}
+					per = n
+				}
+				if res.Per != "request" {
+					per = secs
+				}
+				mr, err := s.Model.add(snaps, per)
+				if err != nil {
+					return nil, fmt.Errorf("benchmarking kernel %s, run %d: %w", s.Label, run, err)
+				}
+				fmt.Fprintf(opts.Progress, "bench: run %d/%d, kernel %s: per %s: %.0f kernel and %.0f user instructions, %.1f kernel L1i misses\n",
+					run, opts.Runs, s.Label, res.Per, mr.KernelInsns, mr.UserInsns, mr.L1iMisses)
 			}
 			res.Accel = r.Accel
 			s.Seconds = append(s.Seconds, secs)
@@ -183,6 +278,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if len(s.Scores) > 0 {
 			st := stat(s.Scores)
 			s.Score = &st
+		}
+		if s.Model != nil {
+			if err := s.Model.finish(filepath.Join(opts.ImageDir, s.Vmlinux)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return res, nil
@@ -208,6 +308,9 @@ func (r *Result) Table() string {
 			fmt.Fprintf(&b, " %.1f ± %.1f | %+.1f%% |", s.Score.Mean, s.Score.Stddev, pct(s.Score.Mean, base.Score.Mean))
 		}
 		b.WriteString("\n")
+	}
+	if r.Per != "" {
+		b.WriteString(r.modelTable())
 	}
 	return b.String()
 }

@@ -19,6 +19,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	workload := fs.String("workload", "", "a workload instead of the spec's ({host} and {port} are filled in)")
 	metric := fs.String("metric", "", "a regular expression with one group around a number in the workload's output, summed per run (e.g. '([0-9.]+) requests per second')")
 	accel := fs.String("accel", "auto", "accelerator: auto, kvm or tcg")
+	model := fs.Bool("model", false, "also count, with bespoke's QEMU plugin (TCG), each kernel's instructions, taken branches and L1i misses per request of the workload, its top functions and its boot (docs/perf.md)")
+	plugin := fs.String("plugin", "", "the cost model's QEMU plugin (default: $BESPOKE_COST_PLUGIN, else bespoke-cost.so next to bespoke; make plugin builds it)")
+	requests := fs.Int("requests", 0, "with --model: the requests the workload makes (default: the spec's workload_requests; without either, figures are per second of workload)")
 	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
@@ -26,8 +29,21 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if *runs < 1 {
 		return usageErrorf("--runs %d: want 1 or more", *runs)
 	}
+	set := visited(fs)
+	for _, name := range []string{"plugin", "requests"} {
+		if set[name] && !*model {
+			return usageErrorf("--%s applies to the cost model: add --model or drop it", name)
+		}
+	}
+	if *requests < 0 || set["requests"] && *requests == 0 {
+		return usageErrorf("--requests %d: want the number of requests the workload makes", *requests)
+	}
+	if *model && *accel == "kvm" {
+		return usageErrorf("--model counts what QEMU's TCG translator runs: it cannot run with --accel kvm")
+	}
 	res, err := bench.Run(ctx, bench.Options{
 		ImageDir: dir, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
+		Model: *model, Plugin: *plugin, Requests: *requests,
 	})
 	if err != nil {
 		return err

@@ -71,6 +71,11 @@ func TestFlagsWithoutEffect(t *testing.T) {
 		{[]string{"run", dir, "-v", "state.ext4:/var/lib/x"}, "has an initramfs root, which lives in RAM and mounts no volumes"},
 		{[]string{"run", small, "-m", "32M"}, "-m 32M is below the least memory this image passes its workload with (64 MiB"},
 		{[]string{"run", small, "-v", "state.ext4:{state}"}, "has no state directory (its spec has no setup)"},
+		{[]string{"run", dir, "--seccomp", "strict"}, `--seccomp "strict": want enforce, log or off`},
+		{[]string{"bench", dir, "--plugin", "x.so"}, "--plugin applies to the cost model: add --model"},
+		{[]string{"bench", dir, "--requests", "10"}, "--requests applies to the cost model: add --model"},
+		{[]string{"bench", dir, "--model", "--requests", "0"}, "--requests 0: want the number of requests"},
+		{[]string{"bench", dir, "--model", "--accel", "kvm"}, "--model counts what QEMU's TCG translator runs"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
@@ -105,7 +110,7 @@ memory: 256M
 	args := []string{"build", "-f", specFile, "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out,
 		"--name", "fromflags", "--ready", "tcp:8080", "--workload", "echo {port}", "-p", "9000", "--port", "53/udp",
 		"-e", "A=flag", "--user", "nobody", "--workdir", "/srv", "--include", extra, "--exclude", "*.pyc",
-		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "-m", "512M", "--cpus", "2"}
+		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "-m", "512M", "--cpus", "2", "--seccomp", spec.SeccompEnforce}
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("bespoke %q: exit %d\n%s", args, code, stderr.String())
@@ -131,6 +136,7 @@ memory: 256M
 		{"--root", got.Root, spec.RootInitramfs},
 		{"-m", got.MemoryMB, 512},
 		{"--cpus", got.CPUs, 2},
+		{"--seccomp", got.Seccomp, spec.SeccompEnforce},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: spec.json has %v, want %v", tc.flag, tc.got, tc.want)
@@ -144,7 +150,7 @@ memory: 256M
 		t.Errorf("image.json: target %s, memory %d, cpus %d; want %s, 512, 2", img.Target, img.MemoryMB, img.CPUs, spec.TargetPC)
 	}
 	log, _ := os.ReadFile(filepath.Join(out, image.BuildLogFile))
-	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, memory, cpus from the command line"
+	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, memory, cpus, seccomp from the command line"
 	if !strings.Contains(string(log), want) {
 		t.Errorf("build log lacks %q:\n%s", want, log)
 	}
@@ -190,6 +196,9 @@ func fakeKernelImage(t *testing.T, m *manifest.Manifest, target string) string {
 	}
 	for _, r := range features.Required(m) {
 		fmt.Fprintf(&cfg, "CONFIG_%s=y\n", r.Symbol)
+	}
+	for _, sym := range image.SeccompKconfig {
+		fmt.Fprintf(&cfg, "CONFIG_%s=y\n", sym)
 	}
 	files := map[string]string{image.ConfigFile: cfg.String(), image.KernelMeta: "{}"}
 	for _, f := range []string{image.KernelFile, image.VmlinuxFile, image.SystemMapFile} {

@@ -8,6 +8,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -61,4 +62,34 @@ func E2EAll(t testing.TB, what string) {
 	if os.Getenv(E2EAllEnv) == "" {
 		t.Skipf("%s: make e2e-all (%s=1) runs it", what, E2EAllEnv)
 	}
+}
+
+// CostPlugin returns the cost model's QEMU plugin as make builds it
+// (bin/bespoke-cost.so at the repository's top, or $BESPOKE_COST_PLUGIN),
+// failing t when it is missing. It implies Full.
+func CostPlugin(t testing.TB) string {
+	t.Helper()
+	Full(t)
+	if p := os.Getenv("BESPOKE_COST_PLUGIN"); p != "" {
+		return p
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "bin", "bespoke-cost.so")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%v: run 'make deps' (it builds the cost model's QEMU plugin)", err)
+	}
+	return p
 }
