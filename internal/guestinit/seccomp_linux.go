@@ -84,17 +84,6 @@ func seccompExec(param, path string, argv []string) {
 	os.Exit(127)
 }
 
-// SeccompBase are the syscalls every allowlist holds beyond the trace's:
-// those a program makes that no tracer on the host sees (the vDSO's
-// fallbacks, the restart of an interrupted sleep, the return from a
-// signal handler, the exits), and those the helper makes between the
-// filter and the program's exec.
-var SeccompBase = []string{
-	"clock_gettime", "clock_getres", "gettimeofday", "time", "getcpu",
-	"restart_syscall", "rt_sigreturn", "exit", "exit_group",
-	"read", "write", "close", "execve",
-}
-
 // SeccompFilter returns the classic BPF program of an allowlist: the
 // x86-64 syscalls in allow return SECCOMP_RET_ALLOW; every other syscall,
 // x32's and other ABIs' included, goes to the listener

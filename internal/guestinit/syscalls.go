@@ -1,19 +1,14 @@
 package guestinit
 
+import "slices"
+
 // Syscalls are the syscalls an image keeps in its syscall table whatever
 // the program's trace says, when bespoke removes the others
 // (kernel.shake_syscalls): those of the guest init and of the guest tracer
 // (Go programs: the runtime's, os, os/exec, os/signal and x/sys/unix as
 // they use them), and those a traced program makes without the tracer
 // seeing them on the host.
-var Syscalls = []string{
-	// Never seen by a tracer on the host, yet made: the vDSO's fallbacks
-	// (the guest's clocksource may not be one the vDSO reads), the
-	// kernel's restart of an interrupted sleep, the return from a signal
-	// handler, and the exits.
-	"clock_gettime", "clock_getres", "gettimeofday", "time", "getcpu",
-	"restart_syscall", "rt_sigreturn", "exit", "exit_group",
-
+var Syscalls = append(slices.Clone(Unseen),
 	// The Go runtime (runtime/sys_linux_amd64.s, internal/runtime/syscall).
 	"read", "write", "close", "mmap", "munmap", "mprotect", "brk", "rt_sigaction",
 	"rt_sigprocmask", "sched_yield", "mincore", "madvise", "nanosleep",
@@ -43,4 +38,19 @@ var Syscalls = []string{
 	"bind", "listen", "accept4", "sendto", "recvfrom", "sendmsg", "recvmsg",
 	"setsockopt", "getsockopt", "getsockname", "getpeername", "shutdown",
 	"socketpair",
+)
+
+// Unseen are syscalls a program makes that no tracer on the host sees:
+// the vDSO's fallbacks (the guest's clocksource may not be one the vDSO
+// reads), the kernel's restart of an interrupted sleep, the return from a
+// signal handler, and the exits.
+var Unseen = []string{
+	"clock_gettime", "clock_getres", "gettimeofday", "time", "getcpu",
+	"restart_syscall", "rt_sigreturn", "exit", "exit_group",
 }
+
+// SeccompBase are the syscalls every seccomp allowlist holds beyond the
+// trace's: those a program makes that no tracer on the host sees
+// (Unseen), and those the init's seccomp helper makes between the filter
+// and the program's exec (seccomp_linux.go).
+var SeccompBase = append(slices.Clone(Unseen), "read", "write", "close", "execve")
