@@ -5,7 +5,6 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +45,13 @@ type Options struct {
 	Model    bool
 	Plugin   string
 	Requests int
+	// RequestsFrom, a regular expression with one group around a number
+	// in the workload's output (every match summed), gives the requests
+	// of each run: over the spec's workload_requests, under Requests.
+	RequestsFrom string
+	// Seccomp overrides the mode of the image's seccomp filter
+	// (vm.Config.Seccomp), to measure what the filter costs.
+	Seccomp string
 }
 
 // Kernel is one kernel to measure.
@@ -150,10 +156,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	var plugin string
 	var requestsRe *regexp.Regexp
-	requests := cmp.Or(opts.Requests, sp.WorkloadRequests)
-	if requests == 0 && sp.WorkloadRequestsFrom != "" {
-		if requestsRe, err = regexp.Compile(sp.WorkloadRequestsFrom); err != nil {
-			return nil, fmt.Errorf("the spec's workload_requests: %w", err)
+	requests := opts.Requests
+	requestsFrom := opts.RequestsFrom
+	if requests == 0 && requestsFrom == "" {
+		requests, requestsFrom = sp.WorkloadRequests, sp.WorkloadRequestsFrom
+	}
+	if requests == 0 && requestsFrom != "" {
+		if requestsRe, err = regexp.Compile(requestsFrom); err != nil || requestsRe.NumSubexp() != 1 {
+			return nil, fmt.Errorf("workload requests %q: want a regular expression with one group, around a number", requestsFrom)
 		}
 	}
 	if opts.Model {
@@ -181,7 +191,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			var sess *costmodel.Session
 			var snaps [3]timedSnap // ready, the workload's start, its end
 			cfg := vm.Config{
-				ImageDir: opts.ImageDir, Kernel: filepath.Join(opts.ImageDir, s.File), Accel: opts.Accel,
+				ImageDir: opts.ImageDir, Kernel: filepath.Join(opts.ImageDir, s.File), Accel: opts.Accel, Seccomp: opts.Seccomp,
 				StopGuest: true, Timeout: sp.ReadyTimeout + sp.WorkloadTimeout + sp.StopTimeout + 2*time.Minute,
 				LogPath: filepath.Join(opts.ImageDir, "bench-console.log"),
 				OnReady: func(ctx context.Context, ports map[int]int) error {
@@ -244,7 +254,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				if requestsRe != nil {
 					n, k := Score(requestsRe, out)
 					if k == 0 || n <= 0 {
-						return nil, fmt.Errorf("the spec's workload_requests %q found no request count in the workload's output:\n%s", sp.WorkloadRequestsFrom, lastLines(out, 20))
+						return nil, fmt.Errorf("workload requests %q: no request count in the workload's output:\n%s", requestsFrom, lastLines(out, 20))
 					}
 					per = n
 				}

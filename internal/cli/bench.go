@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 
 	"github.com/bespoke-os/bespoke/internal/bench"
 )
@@ -21,7 +23,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	accel := fs.String("accel", "auto", "accelerator: auto, kvm or tcg")
 	model := fs.Bool("model", false, "also count, with bespoke's QEMU plugin (TCG), each kernel's instructions, taken branches and L1i misses per request of the workload, its top functions and its boot (docs/perf.md)")
 	plugin := fs.String("plugin", "", "the cost model's QEMU plugin (default: $BESPOKE_COST_PLUGIN, else bespoke-cost.so next to bespoke; make plugin builds it)")
-	requests := fs.Int("requests", 0, "with --model: the requests the workload makes (default: the spec's workload_requests; without either, figures are per second of workload)")
+	seccomp := fs.String("seccomp", "", "the image's seccomp filter for these boots: enforce, log or off (default: the image's), to measure what it costs")
+	requests := fs.String("requests", "", "with --model: the requests the workload makes, a number or a regular expression with one group around a number in its output, summed (default: the spec's workload_requests; without either, figures are per second of workload)")
 	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
@@ -35,15 +38,31 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return usageErrorf("--%s applies to the cost model: add --model or drop it", name)
 		}
 	}
-	if *requests < 0 || set["requests"] && *requests == 0 {
-		return usageErrorf("--requests %d: want the number of requests the workload makes", *requests)
+	var nreq int
+	var reqFrom string
+	if set["requests"] {
+		if n, err := strconv.Atoi(*requests); err == nil {
+			if n < 1 {
+				return usageErrorf("--requests %d: want the number of requests the workload makes", n)
+			}
+			nreq = n
+		} else if re, err := regexp.Compile(*requests); err != nil || re.NumSubexp() != 1 {
+			return usageErrorf("--requests %q: want a number, or a regular expression with one group around a number in the workload's output", *requests)
+		} else {
+			reqFrom = *requests
+		}
+	}
+	switch *seccomp {
+	case "", "enforce", "log", "off":
+	default:
+		return usageErrorf("--seccomp %q: want enforce, log or off", *seccomp)
 	}
 	if *model && *accel == "kvm" {
 		return usageErrorf("--model counts what QEMU's TCG translator runs: it cannot run with --accel kvm")
 	}
 	res, err := bench.Run(ctx, bench.Options{
 		ImageDir: dir, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
-		Model: *model, Plugin: *plugin, Requests: *requests,
+		Model: *model, Plugin: *plugin, Requests: nreq, RequestsFrom: reqFrom, Seccomp: *seccomp,
 	})
 	if err != nil {
 		return err

@@ -75,6 +75,8 @@ func TestFlagsWithoutEffect(t *testing.T) {
 		{[]string{"bench", dir, "--plugin", "x.so"}, "--plugin applies to the cost model: add --model"},
 		{[]string{"bench", dir, "--requests", "10"}, "--requests applies to the cost model: add --model"},
 		{[]string{"bench", dir, "--model", "--requests", "0"}, "--requests 0: want the number of requests"},
+		{[]string{"bench", dir, "--model", "--requests", "a(b"}, `--requests "a(b": want a number, or a regular expression`},
+		{[]string{"bench", dir, "--seccomp", "on"}, `--seccomp "on": want enforce, log or off`},
 		{[]string{"bench", dir, "--model", "--accel", "kvm"}, "--model counts what QEMU's TCG translator runs"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -258,6 +258,9 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
+	if len(opts.Spec.Kernel.PGOHotFlags) > 0 && opts.Spec.Kernel.Opt != spec.OptPGO {
+		return nil, errors.New("building image: kernel.pgo_hot_flags apply to a profile-guided kernel: add --optimize pgo (or kernel.opt: pgo)")
+	}
 	b := &builder{opts: opts, sp: opts.Spec, stages: 5, march: opts.Spec.Kernel.March}
 	if opts.NoBoot {
 		b.stages--

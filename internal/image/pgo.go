@@ -188,6 +188,10 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	popts.Env = []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGO, pgo.EnvProfile + "=" + profDir,
 		pgo.EnvExclude + "=" + excl, pgo.EnvLog + "=" + ccLog}
 	popts.KeyExtra = []string{"pgo", "profile " + sum, "bespoke-cc " + ccSum, "exclusions " + hex.EncodeToString(exclSum[:8])}
+	if hf := b.sp.Kernel.PGOHotFlags; len(hf) > 0 {
+		popts.Env = append(popts.Env, pgo.EnvHotFlags+"="+strings.Join(hf, " "))
+		popts.KeyExtra = append(popts.KeyExtra, "hot flags "+strings.Join(hf, " "))
+	}
 	kr, err := installKernel(ctx, popts, b.stage, b.log)
 	if err != nil {
 		return "", fmt.Errorf("building the profile-guided kernel: %w", err)
@@ -200,6 +204,9 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	if b.opts.SizeReport {
 		hot := popts
 		hot.Env = []string{pgo.EnvCC + "=" + realCC, pgo.EnvMode + "=" + pgo.ModePGOHot, pgo.EnvProfile + "=" + profDir, pgo.EnvExclude + "=" + excl}
+		if hf := b.sp.Kernel.PGOHotFlags; len(hf) > 0 {
+			hot.Env = append(hot.Env, pgo.EnvHotFlags+"="+strings.Join(hf, " "))
+		}
 		hot.KeyExtra = append([]string{"pgo-hot"}, popts.KeyExtra[1:]...)
 		// Each variant's time is its own row of the report, not the phase's.
 		if err := b.sizeVariants(ctx, tree, base, hot, tmp); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -33,6 +34,9 @@ const (
 	// is appended: "hot kernel/sched/core.o", "cold fs/xyz.o (no profile)",
 	// "excluded lib/foo.o", "plain x.o (reason)".
 	EnvLog = "BESPOKE_CC_LOG"
+	// EnvHotFlags are more options for hot units, separated by spaces,
+	// after HotFlags (the spec's kernel.pgo_hot_flags).
+	EnvHotFlags = "BESPOKE_CC_HOT_FLAGS"
 )
 
 // ModePGO is the value of EnvMode for a profile-guided build: hot units
@@ -121,6 +125,7 @@ type ccConfig struct {
 	exclusions *Exclusions
 	logPath    string
 	wd         string // the working directory as GCC's getpwd sees it
+	hotFlags   []string
 }
 
 func getenv(env []string, key string) string {
@@ -140,6 +145,7 @@ func loadConfig(env []string) (*ccConfig, error) {
 		profile:    getenv(env, EnvProfile),
 		logPath:    getenv(env, EnvLog),
 		exclusions: &Exclusions{},
+		hotFlags:   strings.Fields(getenv(env, EnvHotFlags)),
 	}
 	if len(c.compiler) == 0 {
 		c.compiler = []string{"gcc"}
@@ -274,10 +280,10 @@ func (c *ccConfig) flags(p *ccPlan) []string {
 		// GCC joins getpwd() and the object's name as written.
 		prefix = c.wd + "/" + p.unit.obj[:i]
 	}
-	return append([]string{
+	return slices.Concat([]string{
 		"-fprofile-use=" + filepath.Join(c.profile, filepath.FromSlash(dir)),
 		"-fprofile-prefix-path=" + prefix,
-	}, HotFlags...)
+	}, HotFlags, c.hotFlags)
 }
 
 func (p *ccPlan) logLine() string {

@@ -200,6 +200,29 @@ func TestPlan(t *testing.T) {
 		}
 	}
 
+	// kernel.pgo_hot_flags: after HotFlags, on hot units only.
+	extra, err := loadConfig([]string{EnvMode + "=" + ModePGO, EnvProfile + "=" + prof, EnvHotFlags + "=-fno-unroll-loops  -fno-peel-loops", "PWD=" + wd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.wd = wd
+	for _, a := range []struct {
+		args string
+		want []string
+	}{
+		{"-O2 -c -o kernel/sched/core.o kernel/sched/core.c", append(hot(prof+"/kernel/sched", wd+"/kernel/sched"), "-fno-unroll-loops", "-fno-peel-loops")},
+		{"-O2 -c -o fs/unused.o fs/unused.c", ColdFlags},
+	} {
+		args := strings.Fields(a.args)
+		p, err := extra.plan(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(append(args, a.want...), p.args); diff != "" {
+			t.Errorf("hot flags, %s (-want +got):\n%s", a.args, diff)
+		}
+	}
+
 	pass := *c
 	pass.mode = ""
 	args := strings.Fields("-O2 -c -o kernel/sched/core.o kernel/sched/core.c")

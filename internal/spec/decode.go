@@ -508,6 +508,7 @@ var kernelFields = []field{
 	{"disable", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Disable = d.symbols(k, n) }},
 	{"opt", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Opt, _ = d.str(k, n) }},
 	{"march", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.March, _ = d.str(k, n) }},
+	{"pgo_hot_flags", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.PGOHotFlags = d.strs(k, n) }},
 	{"shake_syscalls", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.ShakeSyscalls, _ = d.boolean(k, n) }},
 	{"keep_syscalls", func(d *decoder, k string, n *yaml.Node) {
 		d.sp.Kernel.KeepSyscalls = d.strs(k, n)

@@ -250,6 +250,10 @@ type Kernel struct {
 	// March is GCC's -march for the kernel ("x86-64-v3", "native"); ""
 	// keeps the kernel's generic x86-64.
 	March string
+	// PGOHotFlags are GCC options added to the translation units a
+	// profile-guided kernel compiles with the profile (e.g.
+	// -fno-unroll-loops): docs/perf.md measures them.
+	PGOHotFlags []string
 }
 
 // Dir is a directory the guest init creates at boot.

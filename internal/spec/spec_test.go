@@ -172,6 +172,7 @@ func TestParseErrors(t *testing.T) {
 		{"memory garbage", "cmd: [a]\nmemory: lots\n", []string{`bespoke.yaml:2: bad memory "lots"`}},
 		{"cpus not a number", "cmd: [a]\ncpus: two\n", []string{`bespoke.yaml:2: cpus: want a whole number, got "two"`}},
 		{"cpus zero", "cmd: [a]\ncpus: 0\n", []string{`bespoke.yaml:2: bad cpus 0`}},
+		{"bad pgo_hot_flags", "cmd: [a]\nkernel:\n  opt: pgo\n  pgo_hot_flags: [-O3]\n", []string{`bespoke.yaml:4: pgo_hot_flags: "-O3": want one GCC -f option`}},
 		{"unknown seccomp mode", "cmd: [a]\nseccomp: strict\n", []string{`bespoke.yaml:2: unknown seccomp mode "strict": want enforce, log, off`}},
 		{"bad seccomp_allow", "cmd: [a]\nseccomp_allow: [Clone3]\n", []string{`bespoke.yaml:2: seccomp_allow: "Clone3" is not a syscall name`}},
 		{"seccomp_allow with off", "cmd: [a]\nseccomp: off\nseccomp_allow: [clone3]\n", []string{`bespoke.yaml:3: seccomp_allow has no effect with seccomp: off`}},

@@ -127,6 +127,11 @@ func (sp *Spec) Validate() error {
 	if m := sp.Kernel.March; m != "" && !ValidMarch(m) {
 		bad("kernel.march", "bad kernel march %q: want a GCC -march value, e.g. x86-64-v3 or native", m)
 	}
+	for i, f := range sp.Kernel.PGOHotFlags {
+		if !strings.HasPrefix(f, "-f") && !strings.HasPrefix(f, "--param") || strings.ContainsAny(f, " \t") {
+			bad(fmt.Sprintf("kernel.pgo_hot_flags.%d", i), "pgo_hot_flags: %q: want one GCC -f option or --param=NAME=VALUE, without spaces", f)
+		}
+	}
 	for i, s := range sp.Kernel.KeepSyscalls {
 		if !syscallName.MatchString(s) {
 			bad(fmt.Sprintf("kernel.keep_syscalls.%d", i), "keep_syscalls: %q is not a syscall name (e.g. io_uring_setup)", s)
