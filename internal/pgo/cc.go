@@ -10,8 +10,8 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"sort"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 )
