@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			var secs float64
 			var wlErr error
 			var sess *costmodel.Session
-			var snaps [3]timedSnap // ready, the workload's start, its end
+			var snaps [4]timedSnap // ready, the workload's start, its end, an idle second later
 			cfg := vm.Config{
 				ImageDir: opts.ImageDir, Kernel: filepath.Join(opts.ImageDir, s.File), Accel: opts.Accel, Seccomp: opts.Seccomp,
 				StopGuest: true, Timeout: sp.ReadyTimeout + sp.WorkloadTimeout + sp.StopTimeout + 2*time.Minute,
@@ -201,7 +201,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					}
 					if sess != nil {
 						// The guest's background (timer ticks, the
-						// program's own timers) over an idle second.
+						// program's own timers) over an idle second,
+						// before the workload and after it.
 						if snaps[0], err = snap(ctx, sess, "ready"); err != nil {
 							return err
 						}
@@ -220,6 +221,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					}
 					if sess != nil {
 						if snaps[2], err = snap(ctx, sess, "end"); err != nil {
+							return err
+						}
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(idleWindow):
+						}
+						if snaps[3], err = snap(ctx, sess, "after"); err != nil {
 							return err
 						}
 					}

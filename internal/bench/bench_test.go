@@ -75,22 +75,23 @@ func TestModelTable(t *testing.T) {
 }
 
 // The workload's counts less the idle guest's background over the same
-// time: 2000 kernel instructions a second idle, 10000 over the workload's
-// 2 s, 100 requests: (10000 - 2*2000) / 100.
+// time: 2000 kernel instructions a second idle after the workload (3000
+// in the second before it: the lower rate counts), 10000 over the
+// workload's 2 s, 100 requests: (10000 - 2*2000) / 100.
 func TestModelBackground(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(secs float64, k, u uint64) timedSnap {
 		return timedSnap{&costmodel.Snapshot{Counters: costmodel.Counters{KernelInsns: k, UserInsns: u, FirstUser: 50}}, t0.Add(time.Duration(secs * float64(time.Second)))}
 	}
 	var m Model
-	r, err := m.add([3]timedSnap{at(0, 1000, 100), at(1, 3000, 200), at(3, 13000, 1200)}, 100)
+	r, err := m.add([4]timedSnap{at(0, 1000, 100), at(1, 4000, 200), at(3, 14000, 1200), at(4, 16000, 1300)}, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.KernelInsns != 60 || r.RawKernelInsns != 100 || r.Background != 2000 || r.UserInsns != 8 || r.BootInit != 50 || r.BootReady != 1100 {
 		t.Errorf("run %+v: want 60 kernel (100 raw, 2000/s background), 8 user, boot 50 and 1100", r)
 	}
-	if _, err := m.add([3]timedSnap{at(0, 1, 1), {}, at(1, 2, 2)}, 100); err == nil {
+	if _, err := m.add([4]timedSnap{at(0, 1, 1), {}, at(1, 2, 2), at(2, 3, 3)}, 100); err == nil {
 		t.Error("add without a snapshot: no error")
 	}
 }

@@ -137,3 +137,17 @@ func TestCostModelRepeatable(t *testing.T) {
 		t.Errorf("boot: %v instructions to /init, %v to ready; want 0 < init < ready", m.BootInit, m.BootReady)
 	}
 }
+
+// TestCostModelBadPlugin: a plugin QEMU cannot load fails bench --model
+// with QEMU's reason and what to do; plain bench does not need it.
+func TestCostModelBadPlugin(t *testing.T) {
+	dir, _ := redisImage(t)
+	bad := filepath.Join(t.TempDir(), "bespoke-cost.so")
+	if err := os.WriteFile(bad, []byte("not a shared object\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bench.Run(context.Background(), bench.Options{ImageDir: dir, Runs: 1, Model: true, Plugin: bad, Progress: testWriter{t}})
+	if err == nil || !strings.Contains(err.Error(), "Could not load plugin") || !strings.Contains(err.Error(), "rebuild it with make plugin") {
+		t.Errorf("bench --model with a bad plugin: %v; want QEMU's reason and how to fix it", err)
+	}
+}
