@@ -203,15 +203,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 						// The guest's background (timer ticks, the
 						// program's own timers) over an idle second,
 						// before the workload and after it.
-						if snaps[0], err = snap(ctx, sess, "ready"); err != nil {
-							return err
-						}
-						select {
-						case <-ctx.Done():
-							return ctx.Err()
-						case <-time.After(idleWindow):
-						}
-						if snaps[1], err = snap(ctx, sess, "start"); err != nil {
+						if snaps[0], snaps[1], err = idlePair(ctx, sess, "ready", "start"); err != nil {
 							return err
 						}
 					}
@@ -220,15 +212,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 						return err
 					}
 					if sess != nil {
-						if snaps[2], err = snap(ctx, sess, "end"); err != nil {
-							return err
-						}
-						select {
-						case <-ctx.Done():
-							return ctx.Err()
-						case <-time.After(idleWindow):
-						}
-						if snaps[3], err = snap(ctx, sess, "after"); err != nil {
+						if snaps[2], snaps[3], err = idlePair(ctx, sess, "end", "after"); err != nil {
 							return err
 						}
 					}

@@ -76,6 +76,22 @@ func snap(ctx context.Context, s *costmodel.Session, name string) (timedSnap, er
 	return timedSnap{sn, time.Now()}, err
 }
 
+// idlePair takes snapshot a, lets the guest idle for idleWindow, and takes
+// snapshot b.
+func idlePair(ctx context.Context, s *costmodel.Session, a, b string) (timedSnap, timedSnap, error) {
+	first, err := snap(ctx, s, a)
+	if err != nil {
+		return first, timedSnap{}, err
+	}
+	select {
+	case <-ctx.Done():
+		return first, timedSnap{}, ctx.Err()
+	case <-time.After(idleWindow):
+	}
+	second, err := snap(ctx, s, b)
+	return first, second, err
+}
+
 // add records a run from the snapshots at readiness, the workload's
 // start, its end and an idle second later, divided by per (the requests,
 // or the workload's seconds).
