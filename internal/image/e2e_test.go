@@ -203,9 +203,9 @@ func TestRedisImage(t *testing.T) {
 	}
 	// Redis ran under the seccomp filter the build made from its trace
 	// (log, the default for a program with ports). What it made outside
-	// the list ran, and is reported (a slow command under TCG makes redis
-	// log its client's address: getpeername, which it never did on the
-	// host).
+	// the list ran, and is reported (seen: getpeername in some runs,
+	// which redis never made on the host; most likely its slowlog noting
+	// a command slow under TCG).
 	if sc := rep.Seccomp; sc == nil || sc.Mode != spec.SeccompLog || !slices.Contains(sc.Allow, "epoll_wait") || slices.Contains(sc.Allow, "io_uring_setup") {
 		t.Errorf("the image's seccomp filter: %+v, want log mode, epoll_wait allowed, io_uring_setup not", sc)
 	}

@@ -295,8 +295,8 @@ func TestVerifyPlantedFaults(t *testing.T) {
 
 // onlyLogged checks that the findings of a passing round are syscalls the
 // seccomp filter let through (log mode). The trace is a sample: redis
-// under TCG, for one, logs a slow command with its client's address
-// (getpeername), which it never did on the host.
+// in the guest made getpeername in some runs, which it never did on the
+// host (most likely its slowlog noting a command slow under TCG).
 func onlyLogged(t *testing.T, fs []verify.Finding) {
 	t.Helper()
 	for _, f := range fs {
