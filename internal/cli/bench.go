@@ -52,10 +52,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			reqFrom = *requests
 		}
 	}
-	switch *seccomp {
-	case "", "enforce", "log", "off":
-	default:
-		return usageErrorf("--seccomp %q: want enforce, log or off", *seccomp)
+	if err := checkSeccompFlag(*seccomp); err != nil {
+		return err
 	}
 	if *model && *accel == "kvm" {
 		return usageErrorf("--model counts what QEMU's TCG translator runs: it cannot run with --accel kvm")

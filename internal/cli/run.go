@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -65,10 +66,8 @@ func runRun(ctx context.Context, env *Env, args []string) error {
 		Status:    env.Stderr,
 		Seccomp:   f.seccomp,
 	}
-	switch f.seccomp {
-	case "", protocol.SeccompEnforce, protocol.SeccompLog, protocol.SeccompOff:
-	default:
-		return usageErrorf("--seccomp %q: want enforce, log or off", f.seccomp)
+	if err := checkSeccompFlag(f.seccomp); err != nil {
+		return err
 	}
 	for _, p := range f.ports {
 		pm, err := vm.ParsePort(p)
@@ -184,4 +183,13 @@ func openVolumes(cfg *vm.Config, specs []string, size string, dryRun bool) (rele
 		cfg.Volumes = append(cfg.Volumes, vm.Volume{Host: host, Guest: guest, Type: vm.VolumeFS, Image: img.Name})
 	}
 	return release, nil
+}
+
+// checkSeccompFlag refuses a --seccomp that is no mode ("" keeps the
+// image's).
+func checkSeccompFlag(v string) error {
+	if v != "" && !slices.Contains(spec.SeccompModes, v) {
+		return usageErrorf("--seccomp %q: want enforce, log or off", v)
+	}
+	return nil
 }

@@ -75,8 +75,8 @@ type Fixes struct {
 	Seccomp []Fix `json:"seccomp_allow,omitempty"`
 }
 
-// all returns every fix.
-func (f *Fixes) all() []Fix { return slices.Concat(f.Include, f.Enable, f.Keep, f.Seccomp) }
+// All returns every fix, files first, then options, kept syscalls and allowed ones.
+func (f *Fixes) All() []Fix { return slices.Concat(f.Include, f.Enable, f.Keep, f.Seccomp) }
 
 // Fix is one added file or symbol.
 type Fix struct {
@@ -104,7 +104,7 @@ func ReadFixes(dir string) (*Fixes, error) {
 func (f *Fixes) Write(dir string) error { return writeJSON(filepath.Join(dir, FixesFile), f) }
 
 // Empty reports whether f adds nothing.
-func (f *Fixes) Empty() bool { return f == nil || len(f.all()) == 0 }
+func (f *Fixes) Empty() bool { return f == nil || len(f.All()) == 0 }
 
 func whats(fs []Fix) []string {
 	var out []string
@@ -290,7 +290,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		}
 		if !b.opts.Fixes.Empty() {
 			fmt.Fprintf(opts.Progress, "keeping the fixes of the image in %s (%s): %s\n", opts.Out, FixesFile,
-				strings.Join(whats(b.opts.Fixes.all()), ", "))
+				strings.Join(whats(b.opts.Fixes.All()), ", "))
 		}
 	}
 	if !b.opts.Fixes.Empty() {

@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -179,7 +178,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case n >= opts.MaxRounds:
 			res.Reason += fmt.Sprintf("; gave up after %d rounds (--max-rounds)", n)
 		default:
-			for _, f := range slices.Concat(fixes.Include, fixes.Enable, fixes.Keep, fixes.Seccomp) {
+			for _, f := range fixes.All() {
 				fmt.Fprintf(opts.Progress, "verify: fix: %s (%s)\n", f.What, f.Why)
 				last.Fixed = append(last.Fixed, f.What)
 			}
