@@ -48,6 +48,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&exclude, "exclude", "a glob of guest paths never copied (repeatable; with -f, added to the spec's)")
 	fs.StringVar(&f.Target, "target", "", "qemu-microvm (default), qemu-pc or firecracker")
 	fs.StringVar(&f.Root, "root", "", "the root filesystem: erofs (default: a read-only disk read on demand) or initramfs (unpacked into RAM)")
+	fs.StringVar(&f.Data, "data", "", "the data the image holds: trees (default: the traced files, and whole the data trees the program loads by name: time zones, locales, charsets, CA certificates; docs/spec.md) or traced (the traced files only)")
 	fs.StringVar(&f.Memory, "m", "", "guest memory, e.g. 256M")
 	fs.IntVar(&f.CPUs, "cpus", 0, "guest CPUs")
 	fs.StringVar(&f.Seccomp, "seccomp", "", "the guest's seccomp filter on the program, from its trace: enforce (other syscalls fail with ENOSYS), log (they run and are reported) or off; default: the spec's, else log for a program with ports, off without")

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/child"
+	"github.com/bespoke-os/bespoke/internal/datatrees"
 	"github.com/bespoke-os/bespoke/internal/features"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/initramfs"
@@ -185,6 +186,13 @@ type Report struct {
 	Workload *Workload `json:"workload,omitempty"`
 	// Seccomp is the guest's seccomp filter on the program.
 	Seccomp *vm.Seccomp `json:"seccomp,omitempty"`
+	// DataTrees are the data trees the image holds whole (spec data:
+	// trees), with why each was pulled in.
+	DataTrees []datatrees.Pulled `json:"data_trees,omitempty"`
+	// NotInImage are, per Debian package of the image's programs, the
+	// files it ships under /etc and /usr/share that the image does not
+	// hold: what a client or config may ask for that the workload did not.
+	NotInImage []datatrees.Package `json:"not_in_image,omitempty"`
 	// Gaps are facts of the trace no kernel option provides (from the
 	// feature knowledge), e.g. a syscall Linux 6.12 no longer has.
 	Gaps []string `json:"gaps,omitempty"`
@@ -219,6 +227,10 @@ type Boot struct {
 	// Seccomp are the syscalls the program made outside its seccomp
 	// allowlist during the boot.
 	Seccomp []vm.SeccompEvent `json:"seccomp,omitempty"`
+	// State is the room of the program's state directory at start, and
+	// StateFull its room when it filled up during the boot.
+	State     *protocol.StateInfo `json:"state,omitempty"`
+	StateFull *protocol.StateInfo `json:"state_full,omitempty"`
 }
 
 // Workload is the workload's result against the booted image.
@@ -918,6 +930,9 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		StopTimeoutSec: int(b.sp.StopTimeout / time.Second),
 		StopSignal:     b.sp.StopSignal,
 	}
+	if len(b.sp.Setup) > 0 {
+		cfg.State = state // as img.StateDir
+	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		cfg.Env = append(cfg.Env, k+"="+env[k])
 	}
@@ -932,12 +947,25 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 	if len(b.sp.Setup) > 0 {
 		include = append(include, state)
 	}
+	var trees []string
+	if b.sp.Data != spec.DataTraced {
+		pulled, err := datatrees.Select(m, "")
+		if err != nil {
+			return "", err
+		}
+		for _, t := range pulled {
+			trees = append(trees, t.Paths...)
+			fmt.Fprintf(b.log, "data tree %s: %s, %d files, %s (%s)\n", t.Name, strings.Join(t.Paths, " "), t.Files, humanBytes(t.Bytes), t.Why)
+		}
+		b.report.DataTrees = pulled
+	}
 	rep, err := initramfs.Build(ctx, initramfs.Options{
 		Manifest:    withoutState(m, state, len(b.sp.Setup) > 0),
 		Init:        init,
 		Config:      cfg,
 		User:        initramfs.User{Name: acct.Name, Uid: acct.UID, Gid: acct.GID, Group: acct.Group, Home: acct.Home},
 		Include:     include,
+		Trees:       trees,
 		Exclude:     b.sp.Exclude,
 		Format:      b.sp.Root,
 		Compression: "xz",
@@ -951,7 +979,29 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 	}
 	b.report.Initramfs = rep
 	b.report.InitramfsBytes = rep.CompressedBytes
-	return fmt.Sprintf("%s: %d entries, %s of files, %s compressed", b.sp.Root, len(rep.Files), humanBytes(rep.FileBytes), humanBytes(rep.CompressedBytes)), nil
+	held := map[string]bool{}
+	for _, f := range rep.Files {
+		held[f.Path] = true
+	}
+	pkgs, err := datatrees.PackageFiles(m, func(p string) bool { return held[p] }, "")
+	if err != nil {
+		fmt.Fprintf(b.log, "reading dpkg's file lists: %v (report.json has no not_in_image)\n", err)
+	}
+	for _, p := range pkgs {
+		if len(p.Missing) > 0 {
+			fmt.Fprintf(b.log, "package %s: %d of its %d files under /etc and /usr/share are not in the image (%s; report.json not_in_image)\n", p.Name, len(p.Missing), p.Shipped, humanBytes(p.MissingBytes))
+		}
+	}
+	b.report.NotInImage = pkgs
+	detail := fmt.Sprintf("%s: %d entries, %s of files, %s compressed", b.sp.Root, len(rep.Files), humanBytes(rep.FileBytes), humanBytes(rep.CompressedBytes))
+	if n := len(b.report.DataTrees); n > 0 {
+		var ns []string
+		for _, t := range b.report.DataTrees {
+			ns = append(ns, t.Name)
+		}
+		detail += "; data trees: " + strings.Join(ns, ", ")
+	}
+	return detail, nil
 }
 
 // GuestCmdline are the kernel parameters every image's kernel gets (its
@@ -1065,6 +1115,7 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 			b.report.Boot.StopExitCode = &code
 		}
 		b.report.Boot.Seccomp = res.Seccomp
+		b.report.Boot.State, b.report.Boot.StateFull = res.State, res.StateFull
 		for _, e := range res.Seccomp {
 			fmt.Fprintf(b.opts.Progress, "      warning: seccomp: %s (bespoke verify --fix adds it to the allowlist)\n", e)
 		}
@@ -1079,7 +1130,11 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 			res.ExitCode, b.failedLog("console.log"), tail(string(con), 20))
 	}
 	if wl != nil && wl.ExitCode != 0 {
-		return "", fmt.Errorf("the workload failed against the image (exit %d):\n%s", wl.ExitCode, wl.Output)
+		full := ""
+		if res.StateFull != nil {
+			full = "; " + vm.StateLine(*res.StateFull, true)
+		}
+		return "", fmt.Errorf("the workload failed against the image (exit %d%s):\n%s", wl.ExitCode, full, wl.Output)
 	}
 	detail := "booted: " + res.Boot.String()
 	if wl != nil {

@@ -33,6 +33,7 @@ const (
 	KindDir       = "dir"       // a parent directory or a mount point
 	KindHome      = "home"      // the program user's home directory
 	KindInclude   = "include"   // a path from Options.Include
+	KindTree      = "tree"      // a path of a data tree (Options.Trees)
 	KindSymlinkOf = "symlink"   // a directory symlink met on the way to a file
 )
 
@@ -71,6 +72,9 @@ type Options struct {
 	// Include are extra host paths: files, or directories copied
 	// recursively.
 	Include []string
+	// Trees are host paths of data trees (internal/datatrees), copied
+	// like Include (files a trace already put in keep their kind).
+	Trees []string
 	// Exclude are patterns on guest paths: path.Match on the whole path
 	// ("/usr/share/locale/*"), "dir/**" for dir and everything under it,
 	// and a pattern without a slash ("*.a") on the base name of any path.
@@ -210,6 +214,11 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	for _, p := range opts.Include {
 		if err := b.addHost(p, KindInclude, true, 0); err != nil {
 			return nil, fmt.Errorf("building initramfs: include: %w", err)
+		}
+	}
+	for _, p := range opts.Trees {
+		if err := b.addHost(p, KindTree, true, 0); err != nil {
+			return nil, fmt.Errorf("building initramfs: data tree: %w", err)
 		}
 	}
 	if err := b.addGenerated(opts); err != nil {

@@ -46,6 +46,7 @@ var fields = []field{
 	{"workload", func(d *decoder, k string, n *yaml.Node) { d.sp.Workload, _ = d.str(k, n) }},
 	{"target", func(d *decoder, k string, n *yaml.Node) { d.sp.Target, _ = d.str(k, n) }},
 	{"root", func(d *decoder, k string, n *yaml.Node) { d.sp.Root, _ = d.str(k, n) }},
+	{"data", func(d *decoder, k string, n *yaml.Node) { d.sp.Data, _ = d.str(k, n) }},
 	{"memory", (*decoder).memory},
 	{"cpus", (*decoder).cpus},
 	{"kernel", (*decoder).kernel},

@@ -25,6 +25,7 @@ type Flags struct {
 	Exclude  []string
 	Target   string
 	Root     string // --root erofs|initramfs
+	Data     string // --data trees|traced
 	Memory   string // "256M"
 	CPUs     int
 	Seccomp  string // --seccomp enforce|log|off
@@ -169,6 +170,9 @@ func (f Flags) apply(sp *Spec, dir string) (set []string, err error) {
 	}
 	if given("root", f.Root != "") {
 		sp.Root = f.Root
+	}
+	if given("data", f.Data != "") {
+		sp.Data = f.Data
 	}
 	if given("memory", f.Memory != "") {
 		mb, err := parseMemory(f.Memory)

@@ -57,6 +57,15 @@ const (
 	RootInitramfs = "initramfs"
 )
 
+// Data modes (Spec.Data).
+const (
+	DataTrees  = "trees"  // traced files and the data trees the program loads by name
+	DataTraced = "traced" // traced files only
+)
+
+// DataModes lists the data modes.
+var DataModes = []string{DataTrees, DataTraced}
+
 // Seccomp modes (they match internal/guestinit/protocol's).
 const (
 	SeccompEnforce = "enforce" // the syscall fails with ENOSYS
@@ -86,6 +95,7 @@ var Roots = []string{RootErofs, RootInitramfs}
 // Defaults filled in for fields a spec leaves out.
 const (
 	DefaultRoot            = RootErofs
+	DefaultData            = DataTrees
 	DefaultTarget          = TargetMicrovm
 	DefaultMemoryMB        = 256
 	DefaultCPUs            = 1
@@ -140,6 +150,11 @@ type Spec struct {
 	Target string
 	// Root is the image's root filesystem: RootErofs or RootInitramfs.
 	Root string
+	// Data is which data the image holds beyond the program's closure:
+	// DataTrees (the default: the traced files, and whole the data trees
+	// the program loads by name, internal/datatrees) or DataTraced (the
+	// traced files only).
+	Data string
 	// MemoryMB and CPUs size the virtual machine.
 	MemoryMB int
 	CPUs     int

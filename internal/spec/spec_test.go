@@ -41,6 +41,7 @@ func TestParseFull(t *testing.T) {
 		Workload: "pgbench -h {host} -p {port} -U postgres -i postgres && pgbench -h {host} -p {port:5432} -U postgres -T 5 postgres",
 		Target:   TargetPC,
 		Root:     RootInitramfs,
+		Data:     DataTraced,
 		MemoryMB: 1024,
 		CPUs:     2,
 		Kernel: Kernel{
@@ -63,7 +64,7 @@ func TestParseFull(t *testing.T) {
 	if diff := cmp.Diff(want, got, ignoreUnexported); diff != "" {
 		t.Errorf("Load(testdata/full.yaml) mismatch (-want +got):\n%s", diff)
 	}
-	for key, line := range map[string]int{"name": 2, "ports": 14, "kernel.enable": 23, "dirs.1": 30, "rlimits.CORE": 33} {
+	for key, line := range map[string]int{"name": 2, "ports": 14, "kernel.enable": 24, "dirs.1": 31, "rlimits.CORE": 34} {
 		if got := got.Line(key); got != line {
 			t.Errorf("Line(%q) = %d, want %d", key, got, line)
 		}
@@ -79,6 +80,7 @@ func TestParseValid(t *testing.T) {
 			s.Target = DefaultTarget
 		}
 		s.Root = DefaultRoot
+		s.Data = DefaultData
 		if s.MemoryMB == 0 {
 			s.MemoryMB = DefaultMemoryMB
 		}
@@ -316,6 +318,7 @@ func TestFromArgs(t *testing.T) {
 		Workload:        "redis-benchmark -h {host} -p {port} -q",
 		Target:          DefaultTarget,
 		Root:            DefaultRoot,
+		Data:            DefaultData,
 		MemoryMB:        512,
 		CPUs:            1,
 		Kernel:          Kernel{Opt: DefaultOpt},
@@ -389,6 +392,8 @@ memory: 256M
 			[]string{filepath.Join(dir, "data"), filepath.Join(wd, "extra"), "/etc/hosts"}},
 		{Flags{Exclude: []string{"/usr/share/doc"}}, "exclude", func(sp *Spec) any { return sp.Exclude }, []string{"*.pyc", "/usr/share/doc"}},
 		{Flags{Target: TargetPC}, "target", func(sp *Spec) any { return sp.Target }, TargetPC},
+		{Flags{Root: RootInitramfs}, "root", func(sp *Spec) any { return sp.Root }, RootInitramfs},
+		{Flags{Data: DataTraced}, "data", func(sp *Spec) any { return sp.Data }, DataTraced},
 		{Flags{Memory: "1G"}, "memory", func(sp *Spec) any { return sp.MemoryMB }, 1024},
 		{Flags{CPUs: 2}, "cpus", func(sp *Spec) any { return sp.CPUs }, 2},
 	} {

@@ -30,6 +30,9 @@ func (sp *Spec) setDefaults() {
 	if sp.Target == "" {
 		sp.Target = DefaultTarget
 	}
+	if sp.Data == "" {
+		sp.Data = DefaultData
+	}
 	if sp.Root == "" {
 		sp.Root = DefaultRoot
 	}
@@ -104,6 +107,9 @@ func (sp *Spec) Validate() error {
 	}
 	if !slices.Contains(Targets, sp.Target) {
 		bad("target", "unknown target %q: want one of %s", sp.Target, strings.Join(Targets, ", "))
+	}
+	if !slices.Contains(DataModes, sp.Data) {
+		bad("data", "unknown data mode %q: want %s", sp.Data, strings.Join(DataModes, " or "))
 	}
 	if !slices.Contains(Roots, sp.Root) {
 		bad("root", "unknown root %q: want %s", sp.Root, strings.Join(Roots, " or "))
