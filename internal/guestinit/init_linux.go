@@ -130,6 +130,9 @@ func run() (protocol.Event, error) {
 	if err := setRlimits(cfg.Rlimits); err != nil {
 		return protocol.Event{}, err
 	}
+	if cfg.State != "" {
+		watchState(cfg.State, plan.Volumes)
+	}
 	for _, nr := range plan.ProbeSyscalls {
 		_, _, errno := unix.Syscall6(uintptr(nr), 0, 0, 0, 0, 0, 0)
 		result := "ok"
@@ -493,4 +496,49 @@ func sendGcov() {
 		return
 	}
 	os.Stdout.WriteString(fmt.Sprintf("%snote: sent %d .gcda files (%d bytes)\n", protocol.MarkerPrefix, n, buf.Len()))
+}
+
+// stateEvery is how often the init looks at the state directory's room:
+// a database fills the last megabytes of a tmpfs in well under a second
+// under TCG, then frees some when its write fails (StateInfo.Full).
+const stateEvery = 100 * time.Millisecond
+
+// watchState says how much room the state directory dir has
+// (EventState), then watches it and says when it is full
+// (EventStateFull), once until it has room again.
+func watchState(dir string, vols []protocol.Volume) {
+	where := protocol.StateMemory
+	for _, v := range vols {
+		if dir == v.Target || strings.HasPrefix(dir, strings.TrimSuffix(v.Target, "/")+"/") {
+			where = protocol.StateVolume
+		}
+	}
+	room := func() (protocol.StateInfo, bool) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err != nil {
+			return protocol.StateInfo{}, false
+		}
+		bs := uint64(st.Bsize)
+		return protocol.StateInfo{Where: where, Total: st.Blocks * bs, Free: st.Bavail * bs, Path: dir}, true
+	}
+	info, ok := room()
+	if !ok {
+		warnf("state directory %s: cannot read its room", dir)
+		return
+	}
+	say(protocol.Event{Kind: protocol.EventState, Msg: info.String(), Uptime: uptime()})
+	go func() {
+		full := false
+		for range time.Tick(stateEvery) {
+			info, ok := room()
+			switch {
+			case !ok:
+			case !full && info.Full():
+				full = true
+				say(protocol.Event{Kind: protocol.EventStateFull, Msg: info.String(), Uptime: uptime()})
+			case full && info.Free > 2*min(protocol.StateFullBytes, info.Total/4):
+				full = false
+			}
+		}
+	}()
 }

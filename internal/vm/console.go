@@ -39,6 +39,9 @@ type console struct {
 	onClock func()
 	// onSeccomp is told of each EventSeccomp (nil: nothing).
 	onSeccomp func(SeccompEvent)
+	// onState is told of each EventState and EventStateFull (nil:
+	// nothing).
+	onState func(protocol.StateInfo, bool)
 }
 
 type timedEvent struct {
@@ -132,6 +135,10 @@ func (c *console) line(line string, now time.Duration) {
 	case protocol.EventSeccomp:
 		if c.onSeccomp != nil {
 			c.onSeccomp(seccompEvent(e))
+		}
+	case protocol.EventState, protocol.EventStateFull:
+		if s, err := protocol.ParseStateInfo(e.Msg); err == nil && c.onState != nil {
+			c.onState(s, e.Kind == protocol.EventStateFull)
 		}
 	case protocol.EventExit, protocol.EventError:
 		if c.final == nil {
@@ -260,3 +267,39 @@ func (c *console) timing(t *Timing) {
 		}
 	}
 }
+
+// state returns the state directory's room at start, and when it first
+// filled up (EventStateFull; nil: it did not).
+func (c *console) state() (start, full *protocol.StateInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.events {
+		s, err := protocol.ParseStateInfo(e.Msg)
+		switch {
+		case err != nil:
+		case e.Kind == protocol.EventState && start == nil:
+			start = &s
+		case e.Kind == protocol.EventStateFull && full == nil:
+			full = &s
+		}
+	}
+	return start, full
+}
+
+// StateLine is what bespoke says of a state directory's room: at start
+// (full false), or when it filled up.
+func StateLine(s protocol.StateInfo, full bool) string {
+	where, fix := "in memory", "give the VM more memory (-m) or the state a volume (-v FILE:"+s.Path+")"
+	if s.Where == protocol.StateVolume {
+		where, fix = "on its volume", "give the volume more room (--volume-size, or a larger file)"
+	}
+	if full {
+		return fmt.Sprintf("the state directory %s is full or nearly: %s free of %s %s; %s", s.Path, mib(s.Free), mib(s.Total), where, fix)
+	}
+	if s.Where == protocol.StateMemory {
+		where += " (half the VM's memory: -m gives more, -v FILE:" + s.Path + " a disk)"
+	}
+	return fmt.Sprintf("state %s: %s free of %s %s", s.Path, mib(s.Free), mib(s.Total), where)
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

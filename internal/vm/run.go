@@ -42,6 +42,10 @@ type Result struct {
 	// Seccomp are the syscalls the program made outside the image's
 	// seccomp allowlist, each once.
 	Seccomp []SeccompEvent
+	// State is the room of the program's state directory when it started
+	// (nil: the image has none), and StateFull its room when it first
+	// filled up (nil: it did not).
+	State, StateFull *protocol.StateInfo
 }
 
 // Timing holds boot times. Host times run from QEMU's start; guest times
@@ -209,6 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	con := newConsole(start, p.ready.re, res.Blobs)
 	con.onClock = func() { guestIn.WriteString(protocol.FormatTime(time.Now()) + "\n") }
 	con.onSeccomp = func(e SeccompEvent) { fmt.Fprintf(status, "bespoke: seccomp: %s\n", e) }
+	con.onState = func(s protocol.StateInfo, full bool) { fmt.Fprintf(status, "bespoke: %s\n", StateLine(s, full)) }
 	waitc, err := child.Start(cmd)
 	pw.Close()
 	if err != nil {
@@ -340,6 +345,7 @@ loop:
 	}
 
 	res.Seccomp = con.seccomp()
+	res.State, res.StateFull = con.state()
 	tail := con.Tail()
 	final := con.Final()
 	if onReadyErr != nil {

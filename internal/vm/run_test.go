@@ -582,3 +582,35 @@ read line; echo "bespoke-init: exit code=0 uptime=1.5"`),
 		t.Errorf("no ack: %v, want an error saying the init did not ack", err)
 	}
 }
+
+// TestRunState: the init's state events reach the Result and the status
+// output, one line at start and one when the state directory fills up,
+// saying what to do.
+func TestRunState(t *testing.T) {
+	dir := writeImageDir(t, testImage(TargetMicrovm))
+	var status bytes.Buffer
+	res, err := Run(context.Background(), Config{
+		ImageDir: dir, Accel: "tcg", Timeout: 10 * time.Second, Status: &status,
+		QEMU: fakeQEMU(t, `echo "bespoke-init: started uptime=0.5"
+echo 'bespoke-init: state uptime=0.55 msg="memory 134217728 133169152 /var/lib/pg"'
+echo "bespoke-init: exec pid=2 uptime=0.6"
+echo 'bespoke-init: state-full uptime=9.1 msg="memory 134217728 1048576 /var/lib/pg"'
+echo "PANIC: could not write to file: No space left on device"
+echo "bespoke-init: exit code=1 uptime=9.5"`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := protocol.StateInfo{Where: protocol.StateMemory, Total: 128 << 20, Free: 127 << 20, Path: "/var/lib/pg"}
+	if res.State == nil || *res.State != want || res.StateFull == nil || res.StateFull.Free != 1<<20 {
+		t.Errorf("State %+v, StateFull %+v; want %+v and a full one with 1 MiB free", res.State, res.StateFull, want)
+	}
+	for _, line := range []string{
+		"bespoke: state /var/lib/pg: 127.0 MiB free of 128.0 MiB in memory (half the VM's memory: -m gives more, -v FILE:/var/lib/pg a disk)\n",
+		"bespoke: the state directory /var/lib/pg is full or nearly: 1.0 MiB free of 128.0 MiB in memory; give the VM more memory (-m) or the state a volume (-v FILE:/var/lib/pg)\n",
+	} {
+		if !strings.Contains(status.String(), line) {
+			t.Errorf("status output lacks %q:\n%s", line, status.String())
+		}
+	}
+}

@@ -8,6 +8,7 @@ package protocol
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,6 +40,10 @@ type Config struct {
 	// StopSignal is the signal a StopRequest sends the program ("SIGTERM"
 	// when empty). SIGTERM and SIGINT sent to init are forwarded as they are.
 	StopSignal string `json:"stop_signal,omitempty"`
+	// State is the program's state directory (the spec's {state}), whose
+	// room the init reports at start (EventState) and watches
+	// (EventStateFull); "" when the image has none.
+	State string `json:"state,omitempty"`
 }
 
 // Dir is a directory the init creates with an owner and mode.
@@ -316,7 +321,67 @@ const (
 	// (ParamSeccomp): Pid made syscall Nr, and Msg says what the filter
 	// did, SeccompDenied or SeccompAllowed. Sent once per syscall number.
 	EventSeccomp = "seccomp"
+	// EventState: the room of the program's state directory (Config.State)
+	// before the program starts; Msg is a StateInfo.
+	EventState = "state"
+	// EventStateFull: the state directory is full, or nearly
+	// (StateInfo.Full; once, until it has room again); Msg is a StateInfo.
+	EventStateFull = "state-full"
 )
+
+// StateFullBytes is the room below which a state directory is full
+// (StateInfo.Full), unless a quarter of it is less. A write that fails
+// with ENOSPC often leaves room behind: postgres allocates its WAL 16 MiB
+// at a time and deletes the segment it could not fill, so that a look at
+// the room after the failure sees up to 16 MiB free. Measured: a 72 MiB
+// state directory filled by postgres in under a second, then showed
+// several MiB free again.
+const StateFullBytes = 16 << 20
+
+// Full reports whether s has less room than StateFullBytes, or than a
+// quarter of its size when that is less.
+func (s StateInfo) Full() bool {
+	return s.Free < min(StateFullBytes, s.Total/4)
+}
+
+// StateInfo is the room of the state directory.
+type StateInfo struct {
+	// Where the directory lives: StateMemory (the tmpfs under the root's
+	// overlay, or the initramfs: half the VM's memory) or StateVolume (a
+	// disk, bespoke run -v).
+	Where string `json:"where"`
+	Total uint64 `json:"total_bytes"`
+	Free  uint64 `json:"free_bytes"`
+	Path  string `json:"path"`
+}
+
+// Where a state directory lives (StateInfo.Where).
+const (
+	StateMemory = "memory"
+	StateVolume = "volume"
+)
+
+// String formats s for an event's Msg.
+func (s StateInfo) String() string {
+	return fmt.Sprintf("%s %d %d %s", s.Where, s.Total, s.Free, s.Path)
+}
+
+// ParseStateInfo parses an EventState or EventStateFull Msg.
+func ParseStateInfo(msg string) (StateInfo, error) {
+	var s StateInfo
+	f := strings.SplitN(msg, " ", 4)
+	if len(f) != 4 || (f[0] != StateMemory && f[0] != StateVolume) {
+		return s, fmt.Errorf("bad state %q: want WHERE TOTAL FREE PATH", msg)
+	}
+	var err1, err2 error
+	s.Where, s.Path = f[0], f[3]
+	s.Total, err1 = strconv.ParseUint(f[1], 10, 64)
+	s.Free, err2 = strconv.ParseUint(f[2], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return s, fmt.Errorf("bad state %q: %w", msg, err)
+	}
+	return s, nil
+}
 
 // What the init's seccomp filter did with a syscall outside the
 // allowlist (EventSeccomp's Msg).
@@ -357,7 +422,7 @@ func (e Event) Format() string {
 		fmt.Fprintf(&b, " code=%d", e.Code)
 	}
 	fmt.Fprintf(&b, " uptime=%.3f", e.Uptime)
-	if e.Kind == EventError || e.Kind == EventAck || e.Kind == EventSeccomp {
+	if e.Kind == EventError || e.Kind == EventAck || e.Kind == EventSeccomp || e.Kind == EventState || e.Kind == EventStateFull {
 		fmt.Fprintf(&b, " msg=%s", strconv.Quote(e.Msg))
 	}
 	return b.String()
@@ -375,7 +440,7 @@ func ParseEvent(line string) (Event, bool) {
 	var e Event
 	kind, rest, _ := strings.Cut(rest, " ")
 	switch kind {
-	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock, EventSeccomp:
+	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock, EventSeccomp, EventState, EventStateFull:
 		e.Kind = kind
 	default:
 		return Event{}, false

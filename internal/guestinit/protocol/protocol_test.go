@@ -18,6 +18,8 @@ func TestEventRoundTrip(t *testing.T) {
 		{Kind: EventClock, Uptime: 0.71},
 		{Kind: EventAck, Msg: ClockSet, Uptime: 0.72},
 		{Kind: EventSeccomp, Pid: 51, Nr: 435, Msg: SeccompDenied, Uptime: 3.5},
+		{Kind: EventState, Msg: StateInfo{StateMemory, 128 << 20, 120 << 20, "/var/lib/my state"}.String(), Uptime: 0.8},
+		{Kind: EventStateFull, Msg: StateInfo{StateVolume, 1 << 30, 1 << 20, "/srv"}.String(), Uptime: 9},
 	} {
 		line := "[    1.000000] noise " + e.Format() + "\r\n"
 		got, ok := ParseEvent(line)
@@ -105,5 +107,34 @@ func TestSeccompParam(t *testing.T) {
 	}
 	if _, err := EncodeSeccomp(SeccompLog, []int{MaxSyscall + 1}); err == nil {
 		t.Error("EncodeSeccomp accepted a number out of range")
+	}
+}
+
+// TestStateInfo: a state event's Msg round-trips, a path with spaces
+// included, and a bad one is an error.
+func TestStateInfo(t *testing.T) {
+	want := StateInfo{Where: StateMemory, Total: 134217728, Free: 4096, Path: "/root/.cache/bespoke state/pg"}
+	got, err := ParseStateInfo(want.String())
+	if err != nil || got != want {
+		t.Errorf("ParseStateInfo(%q) = %+v, %v; want %+v", want.String(), got, err, want)
+	}
+	for _, tc := range []struct {
+		total, free uint64
+		full        bool
+	}{
+		{128 << 20, 17 << 20, false},
+		{128 << 20, 15 << 20, true}, // less than 16 MiB
+		{32 << 20, 9 << 20, false},
+		{32 << 20, 7 << 20, true}, // less than a quarter
+		{0, 0, false},             // nothing known
+	} {
+		if got := (StateInfo{Total: tc.total, Free: tc.free}).Full(); got != tc.full {
+			t.Errorf("%d of %d free: Full() = %v, want %v", tc.free, tc.total, got, tc.full)
+		}
+	}
+	for _, bad := range []string{"", "memory 1 2", "tape 1 2 /x", "memory x 2 /x", "volume 1 -2 /x"} {
+		if _, err := ParseStateInfo(bad); err == nil {
+			t.Errorf("ParseStateInfo(%q) took it", bad)
+		}
 	}
 }
