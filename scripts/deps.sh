@@ -15,6 +15,10 @@ pkgs=(
   # the six example applications (examples/) and their benchmark clients
   nginx-light wrk postgresql-15 postgresql-contrib
   memcached libmemcached-tools apache2 apache2-utils mariadb-server sysbench
+  # MIME tables the nginx and apache2 examples read (their fidelity test)
+  media-types
+  # the report page's browser test (bespoke report --html)
+  chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,9 +17,14 @@ import (
 )
 
 // runReport prints a Markdown table of images from their report.json (and
-// verify.json, when bespoke verify ran): the table of docs/apps.md.
+// verify.json, when bespoke verify ran): the table of docs/apps.md. With
+// --html it also writes a self-contained page with charts and where the
+// bytes go; with --json the same figures as JSON. An image that cannot be
+// read is named on stderr, the rest is reported, and the exit status is 1.
 func runReport(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "report")
+	htmlOut := fs.String("html", "", "also write a self-contained HTML page here: sizes, boot, memory, speed, and where the bytes go")
+	jsonOut := fs.String("json", "", "also write the page's figures here as JSON")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -26,76 +32,193 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	if len(pos) == 0 || len(rest) > 0 {
 		return usageErrorf("want one or more IMAGE_DIRs")
 	}
+	var rows []*reportRow
+	var bad []error
+	for _, dir := range pos {
+		r, err := readRow(dir)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "bespoke report: %s: %v\n", dir, err)
+			bad = append(bad, err)
+			continue
+		}
+		rows = append(rows, r)
+	}
 	w := env.Stdout
 	fmt.Fprintln(w, "| app | kernel | root | total | kernel options =y | files | boot to ready (host) | min memory | workload | stop | verify |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-	for _, dir := range pos {
-		rep, err := image.ReadReport(dir)
-		if err != nil {
-			return err
+	for _, r := range rows {
+		cells := slices.Clone(r.Cells)
+		for i, c := range cells {
+			cells[i] = cell(c)
 		}
-		if err := image.CheckFiles(dir, rep); err != nil {
-			return err
-		}
-		files, ready, wl, stop, ver, minMem := "-", "-", "not run", "-", "not run", "not measured"
-		root := mb(rep.InitramfsBytes)
-		if rep.Initramfs != nil {
-			files = fmt.Sprint(len(rep.Initramfs.Files))
-			format := rep.Initramfs.Format
-			if format == "" {
-				format = "initramfs"
-			}
-			root += " (" + format + ")"
-		}
-		if rep.MinMemoryMB > 0 {
-			minMem = fmt.Sprintf("%d MiB", rep.MinMemoryMB)
-		}
-		if b := rep.Boot; b != nil {
-			if b.ReadyHost > 0 {
-				ready = fmt.Sprintf("%.2f s (%s)", b.ReadyHost, b.Accel)
-			}
-			if b.StopExitCode != nil {
-				stop = fmt.Sprintf("exit %d", *b.StopExitCode)
-			}
-		}
-		if rep.Workload != nil {
-			wl = fmt.Sprintf("exit %d in %.1f s", rep.Workload.ExitCode, rep.Workload.Seconds)
-		}
-		var vr verify.Result
-		if data, err := os.ReadFile(filepath.Join(dir, verify.ResultFile)); err == nil && json.Unmarshal(data, &vr) == nil && len(vr.Rounds) > 0 {
-			ver = "passed"
-			if !vr.Passed {
-				ver = "failed: " + vr.Reason
-			}
-			ver += fmt.Sprintf(" (%d round(s))", len(vr.Rounds))
-		}
-		row := []string{rep.Name, mb(rep.KernelBytes), root, mb(rep.TotalBytes), fmt.Sprint(rep.KernelSymbols), files, ready, minMem, wl, stop, ver}
-		for i, c := range row {
-			row[i] = cell(c)
-		}
-		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
-	for _, dir := range pos {
-		rep, err := image.ReadReport(dir)
-		if err != nil {
-			return err
+	for _, r := range rows {
+		kernelReport(w, r)
+		dataReport(w, r.Rep)
+	}
+	for _, n := range notes(rows) {
+		fmt.Fprintf(env.Stderr, "bespoke report: %s\n", n)
+	}
+	if *htmlOut != "" || *jsonOut != "" {
+		page := newPage(rows)
+		if *jsonOut != "" {
+			if err := writePageJSON(*jsonOut, page); err != nil {
+				return err
+			}
 		}
-		kernelReport(w, dir, rep)
+		if *htmlOut != "" {
+			if err := writePageHTML(*htmlOut, page); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stderr, "bespoke report: wrote %s\n", *htmlOut)
+		}
+	}
+	if len(bad) > 0 {
+		return &ExitError{Code: 1}
 	}
 	return nil
 }
 
-// kernelReport prints what a profile-guided build or a shaken syscall
-// table did to an image's kernel, and bespoke bench's result, if any.
-func kernelReport(w io.Writer, dir string, rep *image.Report) {
-	p, sh := rep.PGO, rep.Syscalls
-	var br *bench.Result
-	if data, err := os.ReadFile(filepath.Join(dir, BenchFile)); err == nil {
-		br = &bench.Result{}
-		if json.Unmarshal(data, br) != nil || len(br.Kernels) == 0 {
-			br = nil
+// reportRow is one image of a report.
+type reportRow struct {
+	Dir    string
+	Rep    *image.Report
+	Verify *verify.Result // nil: bespoke verify did not run
+	Bench  *bench.Result  // nil: bespoke bench did not run
+	Cells  []string       // the Markdown row
+}
+
+// readRow reads an image's reports and makes its table row.
+func readRow(dir string) (*reportRow, error) {
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := image.CheckFiles(dir, rep); err != nil {
+		return nil, err
+	}
+	r := &reportRow{Dir: dir, Rep: rep}
+	files, ready, wl, stop, ver, minMem := "-", "-", "not run", "-", "not run", "not measured"
+	root := mb(rep.InitramfsBytes)
+	if rep.Initramfs != nil {
+		files = fmt.Sprint(len(rep.Initramfs.Files))
+		format := rep.Initramfs.Format
+		if format == "" {
+			format = "initramfs"
+		}
+		root += " (" + format + ")"
+	}
+	if rep.MinMemoryMB > 0 {
+		minMem = fmt.Sprintf("%d MiB", rep.MinMemoryMB)
+	}
+	if b := rep.Boot; b != nil {
+		if b.ReadyHost > 0 {
+			ready = fmt.Sprintf("%.2f s (%s)", b.ReadyHost, b.Accel)
+		}
+		if b.StopExitCode != nil {
+			stop = fmt.Sprintf("exit %d", *b.StopExitCode)
 		}
 	}
+	if rep.Workload != nil {
+		wl = fmt.Sprintf("exit %d in %.1f s", rep.Workload.ExitCode, rep.Workload.Seconds)
+	}
+	var vr verify.Result
+	if data, err := os.ReadFile(filepath.Join(dir, verify.ResultFile)); err == nil && json.Unmarshal(data, &vr) == nil && len(vr.Rounds) > 0 {
+		r.Verify = &vr
+		ver = "passed"
+		if !vr.Passed {
+			ver = "failed: " + vr.Reason
+		}
+		ver += fmt.Sprintf(" (%d round(s))", len(vr.Rounds))
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, BenchFile)); err == nil {
+		br := &bench.Result{}
+		if json.Unmarshal(data, br) == nil && len(br.Kernels) > 0 {
+			r.Bench = br
+		}
+	}
+	r.Cells = []string{rep.Name, mb(rep.KernelBytes), root, mb(rep.TotalBytes), fmt.Sprint(rep.KernelSymbols), files, ready, minMem, wl, stop, ver}
+	return r, nil
+}
+
+// notes are what a reader of the report should know about its rows: an
+// image without a workload result, images of different programs (whose
+// figures are not a comparison).
+func notes(rows []*reportRow) []string {
+	var out []string
+	names := map[string]bool{}
+	for _, r := range rows {
+		names[r.Rep.Name] = true
+		if r.Rep.Workload == nil {
+			out = append(out, fmt.Sprintf("%s (%s) has no workload result (built with --no-boot, or its spec has no workload): its speed is not reported", r.Rep.Name, r.Dir))
+		}
+	}
+	if len(names) > 1 && len(rows) > 1 {
+		out = append(out, fmt.Sprintf("the images are of %d different programs (%s): each row stands alone, not as a comparison", len(names), strings.Join(slices.Sorted(maps.Keys(names)), ", ")))
+	}
+	return out
+}
+
+// dataReport prints the data trees an image holds whole, and what its
+// programs' packages ship that it does not hold (issue: fidelity beyond
+// the traced workload).
+func dataReport(w io.Writer, rep *image.Report) {
+	var left []string
+	for _, p := range rep.NotInImage {
+		if len(p.Missing) > 0 {
+			left = append(left, fmt.Sprintf("%s: %d of its %d files under /etc and /usr/share (%s), in %s", p.Name, len(p.Missing), p.Shipped, kb(p.MissingBytes), strings.Join(topDirs(p.Missing, 4), ", ")))
+		}
+	}
+	if len(rep.DataTrees) == 0 && len(left) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### %s: data beyond the trace\n\n", rep.Name)
+	if len(rep.DataTrees) > 0 {
+		fmt.Fprintln(w, "| data tree | files | bytes | why |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- |")
+		for _, d := range rep.DataTrees {
+			fmt.Fprintf(w, "| %s | %d | %s | %s |\n", cell(d.Name), d.Files, kb(d.Bytes), cell(d.Why))
+		}
+	}
+	if len(left) > 0 {
+		fmt.Fprintln(w, "\nNot in the image (a client or config that asks for them fails; --include adds them):")
+		for _, l := range left {
+			fmt.Fprintf(w, "- %s\n", l)
+		}
+	}
+}
+
+// topDirs returns the n directories holding the most of paths, with
+// their counts ("/usr/share/postgresql/15/extension (310)").
+func topDirs(paths []string, n int) []string {
+	count := map[string]int{}
+	for _, p := range paths {
+		count[filepath.Dir(p)]++
+	}
+	dirs := slices.Collect(maps.Keys(count))
+	slices.SortFunc(dirs, func(a, b string) int {
+		if c := count[b] - count[a]; c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	var out []string
+	for i, d := range dirs {
+		if i == n {
+			out = append(out, fmt.Sprintf("%d more", len(dirs)-n))
+			break
+		}
+		out = append(out, fmt.Sprintf("%s (%d)", d, count[d]))
+	}
+	return out
+}
+
+// kernelReport prints what a profile-guided build or a shaken syscall
+// table did to an image's kernel, and bespoke bench's result, if any.
+func kernelReport(w io.Writer, r *reportRow) {
+	rep, br := r.Rep, r.Bench
+	p, sh := rep.PGO, rep.Syscalls
 	if p == nil && sh == nil && br == nil {
 		return
 	}

@@ -97,6 +97,38 @@ func TestReportKernel(t *testing.T) {
 	}
 }
 
+// An image with data trees and package files left out gets a data
+// section: each tree with why, each package with where its files are.
+func TestReportData(t *testing.T) {
+	dir := t.TempDir()
+	rep := `{"name":"postgresql","kernel_bytes":100,"initramfs_bytes":200,"total_bytes":300,
+"data_trees":[{"name":"zoneinfo","what":"time zones","why":"opened /usr/share/zoneinfo/UTC","paths":["/usr/share/zoneinfo"],"files":901,"bytes":1311940}],
+"not_in_image":[{"name":"postgresql-15","programs":["/usr/lib/postgresql/15/bin/postgres"],"shipped":5,
+ "missing":["/usr/share/postgresql/15/extension/a.sql","/usr/share/postgresql/15/extension/b.sql","/usr/share/postgresql/15/tsearch_data/c","/etc/postgresql-common/x"],"missing_bytes":4096},
+ {"name":"other","programs":["/bin/x"],"shipped":3,"missing_bytes":0}]}`
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sized(t, dir, "bzImage", 100)
+	sized(t, dir, "root.erofs", 200)
+	var stdout, stderr bytes.Buffer
+	if code := Main(context.Background(), []string{"report", dir}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{
+		"### postgresql: data beyond the trace",
+		"| zoneinfo | 901 | 1.25 MB | opened /usr/share/zoneinfo/UTC |",
+		"- postgresql-15: 4 of its 5 files under /etc and /usr/share (4.0 KB), in /usr/share/postgresql/15/extension (2), /etc/postgresql-common (1), /usr/share/postgresql/15/tsearch_data (1)\n",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if strings.Contains(stdout.String(), "- other") {
+		t.Errorf("a package with nothing left out is listed:\n%s", stdout.String())
+	}
+}
+
 func TestVerifyUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	for _, args := range [][]string{{"verify"}, {"verify", "a", "b"}, {"verify", "--max-rounds", "0", "a"}} {

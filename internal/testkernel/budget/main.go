@@ -2,12 +2,17 @@
 // and fails when they compiled more objects than testkernel.Budget.
 //
 //	go run ./internal/testkernel/budget -since UNIX_SECONDS
+//
+// With -enable TARGET it prints the options the shared test kernel of
+// TARGET adds to a spec's (testkernel.EnableFor), comma-separated: a
+// spec given them builds that kernel (scripts/data-sizes.sh).
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/ksrc"
@@ -17,7 +22,12 @@ import (
 func main() {
 	since := flag.Int64("since", 0, "count the kernels built after this time (Unix seconds)")
 	budget := flag.Int("budget", testkernel.Budget, "objects the run may compile")
+	enable := flag.String("enable", "", "print the shared test kernel's options for this target and exit")
 	flag.Parse()
+	if *enable != "" {
+		fmt.Println(strings.Join(testkernel.EnableFor(*enable), ","))
+		return
+	}
 	if err := run(time.Unix(*since, 0), *budget); err != nil {
 		fmt.Fprintln(os.Stderr, "kernel budget:", err)
 		os.Exit(1)
