@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,17 +60,35 @@ type Kernel struct {
 	Label string `json:"label"`
 	File  string `json:"file"`
 	// Vmlinux is the kernel's vmlinux in the image directory, for the
-	// cost model's function names.
+	// cost model's function names (or a System.map).
 	Vmlinux string `json:"vmlinux,omitempty"`
+	// Initramfs and Params, for a kernel that is not the image's own
+	// (Debian's cloud kernel: internal/baseline), are booted with it: an
+	// initramfs of the modules it needs, kernel parameters. File,
+	// Vmlinux and Initramfs may be absolute paths.
+	Initramfs string   `json:"initramfs,omitempty"`
+	Params    []string `json:"params,omitempty"`
+	// Bytes is the kernel file's size; ModulesBytes, the modules its
+	// package ships beside it (0: none, every driver built in).
+	Bytes        int64 `json:"bytes,omitempty"`
+	ModulesBytes int64 `json:"modules_bytes,omitempty"`
+}
+
+// path returns p in the image directory dir, or p when it is absolute.
+func path(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
 }
 
 // Kernels returns the kernels an image holds: "pgo" and "o2" for a
 // profile-guided image, else its one kernel as "image".
 func Kernels(dir string) []Kernel {
 	if _, err := os.Stat(filepath.Join(dir, image.O2KernelFile)); err == nil {
-		return []Kernel{{"o2", image.O2KernelFile, image.O2VmlinuxFile}, {"pgo", image.KernelFile, image.VmlinuxFile}}
+		return []Kernel{{Label: "o2", File: image.O2KernelFile, Vmlinux: image.O2VmlinuxFile}, {Label: "pgo", File: image.KernelFile, Vmlinux: image.VmlinuxFile}}
 	}
-	return []Kernel{{"image", image.KernelFile, image.VmlinuxFile}}
+	return []Kernel{{Label: "image", File: image.KernelFile, Vmlinux: image.VmlinuxFile}}
 }
 
 // Result is the measurement, per kernel in the order given.
@@ -92,6 +111,10 @@ type Series struct {
 	Scores  []float64 `json:"scores,omitempty"` // Metric per run
 	Mean    Stat      `json:"mean_seconds"`
 	Score   *Stat     `json:"score,omitempty"`
+	// Init and Ready are each run's host seconds to the guest's /init and
+	// to the program's readiness.
+	Init  []float64 `json:"init_seconds,omitempty"`
+	Ready []float64 `json:"ready_seconds,omitempty"`
 	// Model is the cost model's figures (Options.Model).
 	Model *Model `json:"model,omitempty"`
 }
@@ -152,6 +175,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res := &Result{Workload: workload, Metric: opts.Metric, Runs: opts.Runs, Date: time.Now().UTC().Format(time.RFC3339)}
 	for _, k := range opts.Kernels {
+		if fi, err := os.Stat(path(opts.ImageDir, k.File)); err == nil && k.Bytes == 0 {
+			k.Bytes = fi.Size()
+		}
 		res.Kernels = append(res.Kernels, Series{Kernel: k})
 	}
 	var plugin string
@@ -191,7 +217,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			var sess *costmodel.Session
 			var snaps [4]timedSnap // ready, the workload's start, its end, an idle second later
 			cfg := vm.Config{
-				ImageDir: opts.ImageDir, Kernel: filepath.Join(opts.ImageDir, s.File), Accel: opts.Accel, Seccomp: opts.Seccomp,
+				ImageDir: opts.ImageDir, Kernel: path(opts.ImageDir, s.File), Accel: opts.Accel, Seccomp: opts.Seccomp,
+				Params:    s.Params,
 				StopGuest: true, Timeout: sp.ReadyTimeout + sp.WorkloadTimeout + sp.StopTimeout + 2*time.Minute,
 				LogPath: filepath.Join(opts.ImageDir, "bench-console.log"),
 				OnReady: func(ctx context.Context, ports map[int]int) error {
@@ -222,6 +249,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 					secs, out = wl.Seconds, wl.Full
 					return nil
 				},
+			}
+			if s.Initramfs != "" {
+				cfg.Initramfs = path(opts.ImageDir, s.Initramfs)
 			}
 			if opts.Model {
 				if sess, err = costmodel.NewSession(plugin); err != nil {
@@ -263,6 +293,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			}
 			res.Accel = r.Accel
 			s.Seconds = append(s.Seconds, secs)
+			s.Init = append(s.Init, r.Boot.Init.Seconds())
+			s.Ready = append(s.Ready, r.Boot.Ready.Seconds())
 			line := fmt.Sprintf("bench: run %d/%d, kernel %s: workload %.2fs", run, opts.Runs, s.Label, secs)
 			if metric != nil {
 				score, n := Score(metric, out)
@@ -283,7 +315,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			s.Score = &st
 		}
 		if s.Model != nil {
-			if err := s.Model.finish(filepath.Join(opts.ImageDir, s.Vmlinux)); err != nil {
+			if err := s.Model.finish(path(opts.ImageDir, s.Vmlinux)); err != nil {
 				return nil, err
 			}
 		}
@@ -312,10 +344,49 @@ func (r *Result) Table() string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(r.bootTable())
 	if r.Per != "" {
 		b.WriteString(r.modelTable())
 	}
 	return b.String()
+}
+
+// bootTable renders each kernel's bytes and its boots: host seconds to
+// /init and to ready, min / median / max over the runs.
+func (r *Result) bootTable() string {
+	var b strings.Builder
+	b.WriteString("\n| kernel | kernel bytes | modules | boot to /init, s (min / median / max) | to ready, s (min / median / max) |\n| --- | --- | --- | --- | --- |\n")
+	for _, s := range r.Kernels {
+		if len(s.Init) == 0 {
+			return "" // a result from before boots were recorded
+		}
+		mods := "none"
+		if s.ModulesBytes > 0 {
+			mods = fmt.Sprintf("%.2f MB", float64(s.ModulesBytes)/(1<<20))
+		}
+		fmt.Fprintf(&b, "| %s | %.2f MB | %s | %s | %s |\n", s.Label, float64(s.Bytes)/(1<<20), mods, spread(s.Init), spread(s.Ready))
+	}
+	return b.String()
+}
+
+// spread formats the min, median and max of v.
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f / %.2f / %.2f", slices.Min(v), Median(v), slices.Max(v))
+}
+
+// Median returns the median of v (0 for none).
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 func pct(v, base float64) float64 {

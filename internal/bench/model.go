@@ -30,6 +30,9 @@ type Model struct {
 	// Functions are the kernel functions with the most instructions per
 	// request (the mean over the runs).
 	Functions []costmodel.FuncCost `json:"functions"`
+	// FunctionsNote says why Functions is empty: the kernel's symbols
+	// could not be read.
+	FunctionsNote string `json:"functions_note,omitempty"`
 	// Cache says which L1i the misses are of.
 	Cache string `json:"cache"`
 
@@ -144,7 +147,10 @@ func (m *Model) finish(vmlinux string) error {
 	}
 	syms, err := costmodel.ReadSymbols(vmlinux)
 	if err != nil {
-		return err
+		// The counts stand without names (Debian's cloud kernel ships a
+		// stub System.map).
+		m.FunctionsNote = err.Error()
+		return nil
 	}
 	// Each run's functions per request, averaged over the runs.
 	sums := map[string]float64{}
@@ -173,6 +179,10 @@ func (r *Result) modelTable() string {
 			m.BootInit.Mean/1e6, m.BootReady.Mean/1e6)
 	}
 	for _, s := range r.Kernels {
+		if s.Model.FunctionsNote != "" {
+			fmt.Fprintf(&b, "\nkernel %s: no function names: %s\n", s.Label, s.Model.FunctionsNote)
+			continue
+		}
 		fmt.Fprintf(&b, "\nkernel %s: the %d functions with the most instructions per %s\n\n| function | instructions |\n| --- | --- |\n", s.Label, len(s.Model.Functions), r.Per)
 		for _, f := range s.Model.Functions {
 			fmt.Fprintf(&b, "| %s | %.0f |\n", f.Name, f.Insns)

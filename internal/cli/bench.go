@@ -9,7 +9,11 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/bespoke-os/bespoke/internal/baseline"
 	"github.com/bespoke-os/bespoke/internal/bench"
+	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
 // BenchFile is where bespoke bench writes its result in the image directory.
@@ -24,6 +28,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	model := fs.Bool("model", false, "also count, with bespoke's QEMU plugin (TCG), each kernel's instructions, taken branches and L1i misses per request of the workload, its top functions and its boot (docs/perf.md)")
 	plugin := fs.String("plugin", "", "the cost model's QEMU plugin (default: $BESPOKE_COST_PLUGIN, else bespoke-cost.so next to bespoke; make plugin builds it)")
 	seccomp := fs.String("seccomp", "", "the image's seccomp filter for these boots: enforce, log or off (default: the image's), to measure what it costs")
+	baselineFlag := fs.Bool("baseline", false, "also measure the image on Debian's cloud kernel for Linux 6.12, as a stock baseline (fetched once with apt-get download into the cache; images with --target qemu-pc and an erofs root)")
 	requests := fs.String("requests", "", "with --model: the requests the workload makes, a number or a regular expression with one group around a number in its output, summed (default: the spec's workload_requests; without either, figures are per second of workload)")
 	dir, err := oneImageDir(fs, args)
 	if err != nil {
@@ -58,8 +63,16 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if *model && *accel == "kvm" {
 		return usageErrorf("--model counts what QEMU's TCG translator runs: it cannot run with --accel kvm")
 	}
+	var kernels []bench.Kernel
+	if *baselineFlag {
+		b, err := baselineKernel(ctx, env, dir)
+		if err != nil {
+			return err
+		}
+		kernels = append(bench.Kernels(dir), *b)
+	}
 	res, err := bench.Run(ctx, bench.Options{
-		ImageDir: dir, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
+		ImageDir: dir, Kernels: kernels, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
 		Model: *model, Plugin: *plugin, Requests: nreq, RequestsFrom: reqFrom, Seccomp: *seccomp,
 	})
 	if err != nil {
@@ -74,4 +87,52 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprint(env.Stdout, res.Table())
 	return nil
+}
+
+// BaselineInitramfs is the initramfs bespoke bench --baseline writes into
+// the image directory: the guest init and the modules Debian's cloud
+// kernel needs to mount the image's root (internal/baseline).
+const BaselineInitramfs = "bench-baseline.cpio"
+
+// baselineKernel fetches Debian's cloud kernel and writes the initramfs
+// that boots the image's root with it: bench's "debian-cloud" kernel.
+func baselineKernel(ctx context.Context, env *Env, dir string) (*bench.Kernel, error) {
+	img, err := vm.LoadImage(dir)
+	if err != nil {
+		return nil, err
+	}
+	if img.Target != vm.TargetPC {
+		return nil, usageErrorf("--baseline: image %s targets %s; Debian's cloud kernel does not boot on QEMU's -M microvm (its TSC calibration fails there), so the comparison runs on -M pc: build the image with --target qemu-pc", dir, img.Target)
+	}
+	if img.Disk == "" {
+		return nil, usageErrorf("--baseline: image %s has an initramfs root; the baseline boots the image's erofs root disk: build it with --root erofs", dir)
+	}
+	cache, err := ksrc.CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	k, err := baseline.Fetch(ctx, cache, env.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	mods, err := k.ModulePaths(baseline.Modules)
+	if err != nil {
+		return nil, err
+	}
+	init, err := initramfs.InitBinary(ctx, cache)
+	if err != nil {
+		return nil, err
+	}
+	out, err := filepath.Abs(filepath.Join(dir, BaselineInitramfs))
+	if err != nil {
+		return nil, err
+	}
+	if err := baseline.Initramfs(init, mods, out); err != nil {
+		return nil, fmt.Errorf("writing the baseline's initramfs: %w", err)
+	}
+	fmt.Fprintf(env.Stderr, "baseline: %s (%s): vmlinuz %.2f MB, modules %.2f MB (%d loaded at boot from %s)\n",
+		k.Package, k.Version, float64(k.VmlinuzBytes)/(1<<20), float64(k.ModulesBytes)/(1<<20), len(mods), out)
+	// nokaslr: the cost model names functions from System.map's addresses.
+	return &bench.Kernel{Label: "debian-cloud", File: k.Vmlinuz, Vmlinux: k.SystemMap, Initramfs: out,
+		Params: []string{"nokaslr"}, ModulesBytes: k.ModulesBytes}, nil
 }

@@ -180,12 +180,35 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return barChart("Least memory passing the workload (bespoke min-memory)", bs)
 	},
-	"benchChart": func(b *bench.Result) template.HTML {
-		var bs []bar
+	"benchCharts": func(b *bench.Result) template.HTML {
+		var wall, size, ready, insns []bar
 		for _, k := range b.Kernels {
-			bs = append(bs, bar{k.Label, k.Mean.Mean, fmt.Sprintf("%.3f ± %.3f s", k.Mean.Mean, k.Mean.Stddev)})
+			wall = append(wall, bar{k.Label, k.Mean.Mean, fmt.Sprintf("%.3f ± %.3f s", k.Mean.Mean, k.Mean.Stddev)})
+			if k.Bytes > 0 {
+				text := kb(k.Bytes)
+				if k.ModulesBytes > 0 {
+					text += " + " + kb(k.ModulesBytes) + " of modules"
+				}
+				size = append(size, bar{k.Label, float64(k.Bytes + k.ModulesBytes), text})
+			}
+			if m := bench.Median(k.Ready); m > 0 {
+				ready = append(ready, bar{k.Label, m, fmt.Sprintf("%.2f s (/init %.2f s)", m, bench.Median(k.Init))})
+			}
+			if k.Model != nil {
+				insns = append(insns, bar{k.Label, k.Model.KernelInsns.Mean, fmt.Sprintf("%.0f ± %.0f (L1i misses %.0f)", k.Model.KernelInsns.Mean, k.Model.KernelInsns.Stddev, k.Model.L1iMisses.Mean)})
+			}
 		}
-		return barChart(fmt.Sprintf("Workload wall time per kernel, %d runs (%s; lower is faster)", b.Runs, b.Accel), bs)
+		out := barChart(fmt.Sprintf("bespoke bench: workload wall time per kernel, %d runs (%s; lower is faster)", b.Runs, b.Accel), wall)
+		if len(size) == len(b.Kernels) {
+			out += barChart("Kernel bytes (and the modules its package ships)", size)
+		}
+		if len(ready) == len(b.Kernels) {
+			out += barChart("Boot to ready per kernel, host seconds (median of the runs)", ready)
+		}
+		if len(insns) == len(b.Kernels) {
+			out += barChart("Kernel instructions per "+b.Per+" (cost model, QEMU TCG plugin)", insns)
+		}
+		return out
 	},
 	"subsystemChart": func(k *breakdown.Kernel) template.HTML {
 		var bs []bar
@@ -229,7 +252,7 @@ svg .b0{fill:#3a7bd5}svg .b1{fill:#6aa0e8}.note{color:#8a5a00}
 {{memChart .Images}}
 {{range .Images}}
 <h2>{{.Name}} <small>{{.Dir}}</small></h2>
-{{with .Bench}}{{benchChart .}}{{end}}
+{{with .Bench}}{{benchCharts .}}{{end}}
 {{with .Kernel}}
 <h3>Kernel: {{kb .Code}} of code in functions</h3>
 {{if .Subsystems}}{{subsystemChart .}}<p>{{pct .Mapped}} of the code mapped to a source directory through the build's object files.</p>{{end}}

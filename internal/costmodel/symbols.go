@@ -1,10 +1,15 @@
 package costmodel
 
 import (
+	"bufio"
 	"cmp"
 	"debug/elf"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // FuncCost is what a kernel function executed.
@@ -18,9 +23,14 @@ type Symbols struct {
 	funcs []elf.Symbol // sorted by address, with a size
 }
 
-// ReadSymbols reads the function symbols of vmlinux.
+// ReadSymbols reads the function symbols of vmlinux, or of a System.map
+// (a kernel shipped without its vmlinux: Debian's).
 func ReadSymbols(vmlinux string) (*Symbols, error) {
 	f, err := elf.Open(vmlinux)
+	var fe *elf.FormatError
+	if errors.As(err, &fe) {
+		return readSystemMap(vmlinux)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cost model: reading kernel symbols: %w", err)
 	}
@@ -81,4 +91,52 @@ func Top(sums map[string]float64, n int) []FuncCost {
 		out = out[:n]
 	}
 	return out
+}
+
+// readSystemMap reads the text symbols of a System.map ("ADDR t NAME"
+// lines); each function ends where the next symbol starts.
+func readSystemMap(path string) (*Symbols, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cost model: reading kernel symbols: %w", err)
+	}
+	defer f.Close()
+	type entry struct {
+		addr uint64
+		name string
+		text bool
+	}
+	var es []entry
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 {
+			continue
+		}
+		addr, err := strconv.ParseUint(fields[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		es = append(es, entry{addr, fields[2], fields[1] == "t" || fields[1] == "T"})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(es) == 0 {
+		return nil, fmt.Errorf("cost model: %s is neither an ELF file nor a System.map", path)
+	}
+	if len(es) == 1 {
+		// Debian's: "ffffffffffffffff B The real System.map is in the
+		// linux-image-<version>-dbg package".
+		return nil, fmt.Errorf("cost model: %s holds no symbols (Debian ships the real one in linux-image-VERSION-dbg, which bespoke does not fetch)", path)
+	}
+	slices.SortStableFunc(es, func(a, b entry) int { return cmp.Compare(a.addr, b.addr) })
+	s := &Symbols{}
+	for i, e := range es {
+		if !e.text || i+1 == len(es) || es[i+1].addr == e.addr {
+			continue
+		}
+		s.funcs = append(s.funcs, elf.Symbol{Name: e.name, Value: e.addr, Size: es[i+1].addr - e.addr})
+	}
+	return s, nil
 }

@@ -75,6 +75,9 @@ func run() (protocol.Event, error) {
 	// Ctrl-Alt-Del sends SIGINT to init instead of rebooting.
 	unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	unix.Umask(0o022)
+	if list, err := os.ReadFile(protocol.Stage0File); err == nil {
+		return protocol.Event{}, stage0(string(list)) // runs the root's /init
+	}
 	say(protocol.Event{Kind: protocol.EventStarted, Uptime: uptime()})
 	if err := writableRoot(); err != nil {
 		return protocol.Event{}, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"golang.org/x/sys/unix"
@@ -230,4 +231,58 @@ func copyMeta(src, dst string, st fs.FileInfo) error {
 		return err
 	}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, times, 0)
+}
+
+// stage0 boots an image's erofs root from an initramfs of modules
+// (protocol.Stage0File): it loads the modules, mounts the root from the
+// first virtio disk, makes it the root (as switch_root does) and runs its
+// /init in place of itself. It returns only on failure.
+func stage0(list string) error {
+	os.Mkdir("/dev", 0o755)
+	if err := unix.Mount("devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"); err != nil {
+		return fmt.Errorf("stage 0: mounting /dev: %w", err)
+	}
+	for _, m := range strings.Fields(list) {
+		f, err := os.Open(m)
+		if err != nil {
+			return fmt.Errorf("stage 0: %w", err)
+		}
+		err = unix.FinitModule(int(f.Fd()), "", unix.MODULE_INIT_COMPRESSED_FILE)
+		f.Close()
+		if err != nil && err != unix.EEXIST {
+			return fmt.Errorf("stage 0: loading module %s: %w (the kernel needs MODULE_DECOMPRESS for .ko.xz)", m, err)
+		}
+	}
+	const dev = "/dev/vda"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(dev); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stage 0: no %s 10 s after loading the modules: is the root a virtio disk?", dev)
+		}
+	}
+	if err := os.MkdirAll(protocol.Stage0Root, 0o755); err != nil {
+		return fmt.Errorf("stage 0: %w", err)
+	}
+	if err := unix.Mount(dev, protocol.Stage0Root, "erofs", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("stage 0: mounting the root %s (erofs) on %s: %w", dev, protocol.Stage0Root, err)
+	}
+	// The root's init mounts its own /dev.
+	if err := unix.Unmount("/dev", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("stage 0: %w", err)
+	}
+	if err := unix.Chdir(protocol.Stage0Root); err != nil {
+		return fmt.Errorf("stage 0: %w", err)
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("stage 0: moving the root onto /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("stage 0: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("stage 0: %w", err)
+	}
+	return fmt.Errorf("stage 0: running the root's /init: %w", unix.Exec("/init", os.Args, os.Environ()))
 }

@@ -11,6 +11,7 @@ package image_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/bench"
 	"github.com/bespoke-os/bespoke/internal/cli"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"github.com/bespoke-os/bespoke/internal/image"
@@ -284,6 +286,40 @@ func TestRedisPC(t *testing.T) {
 	}
 	if cmd := vm.ShellQuote(argv); !strings.Contains(cmd, "-M pc ") || !strings.Contains(cmd, "virtio-net-pci") {
 		t.Errorf("QEMU command line for the qemu-pc image: %s\nwant -M pc and virtio-net-pci", cmd)
+	}
+	checkBaseline(t, out)
+}
+
+// checkBaseline: bespoke bench --baseline boots the qemu-pc image out on
+// Debian's cloud kernel too (fetched once into the cache; its drivers
+// loaded from an initramfs by the guest init), runs the workload on both,
+// and records each kernel's bytes and boots. A microvm image is refused
+// with what to do. (Which kernel is faster is the benchmark's to say, not
+// a test's.)
+func checkBaseline(t *testing.T, out string) {
+	t.Helper()
+	testenv.Command(t, "apt-get")
+	var stdout, stderr bytes.Buffer
+	if code := cli.Main(context.Background(), []string{"bench", out, "--baseline", "--runs", "1"}, nil, &stdout, &stderr); code != 0 {
+		t.Fatalf("bespoke bench --baseline: exit %d\n%s", code, stderr.String())
+	}
+	t.Logf("bench --baseline:\n%s", stdout.String())
+	var res bench.Result
+	data, err := os.ReadFile(filepath.Join(out, cli.BenchFile))
+	if err != nil || json.Unmarshal(data, &res) != nil || len(res.Kernels) != 2 {
+		t.Fatalf("bench.json: %v: %s", err, data)
+	}
+	img, base := res.Kernels[0], res.Kernels[1]
+	if base.Label != "debian-cloud" || base.Bytes < 5<<20 || base.ModulesBytes < 5<<20 || len(base.Ready) != 1 || base.Ready[0] <= 0 || len(base.Seconds) != 1 {
+		t.Errorf("the baseline's series: %+v; want Debian's cloud kernel (MBs of vmlinuz and modules), booted to ready, the workload run", base.Kernel)
+	}
+	if img.Label != "image" || img.ModulesBytes != 0 || len(img.Ready) != 1 || img.Ready[0] <= 0 {
+		t.Errorf("the image's series: %+v", img.Kernel)
+	}
+	micro, _ := redisImage(t)
+	stderr.Reset()
+	if code := cli.Main(context.Background(), []string{"bench", micro, "--baseline"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "--target qemu-pc") {
+		t.Errorf("bench --baseline of a microvm image: exit %d, %s; want 2 and --target qemu-pc", code, stderr.String())
 	}
 }
 

@@ -21,6 +21,11 @@ type MemoryOptions struct {
 	// Step is the resolution in MiB (default 1).
 	Step     int
 	Progress io.Writer
+	// Kernel, Initramfs and Params boot another kernel than the image's
+	// (bespoke min-memory --baseline: Debian's cloud kernel); its result
+	// is not recorded in the image.
+	Kernel, Initramfs string
+	Params            []string
 }
 
 // MemoryTry is one boot of the search.
@@ -81,7 +86,8 @@ func MinMemory(ctx context.Context, opts MemoryOptions) (*MemoryResult, error) {
 	try := func(mb int) (bool, error) {
 		fmt.Fprintf(opts.Progress, "min-memory: booting %s with %d MiB\n", sp.Name, mb)
 		r, err := boot(ctx, Options{ImageDir: dir, Accel: opts.Accel, MemoryMB: mb, Progress: io.Discard,
-			console: filepath.Join(dir, MemoryConsole), timeout: timeout}, &probe, len(res.Tries)+1, false)
+			console: filepath.Join(dir, MemoryConsole), timeout: timeout,
+			kernel: opts.Kernel, initramfs: opts.Initramfs, params: opts.Params}, &probe, len(res.Tries)+1, false)
 		if err != nil {
 			return false, err
 		}
@@ -135,6 +141,9 @@ func MinMemory(ctx context.Context, opts MemoryOptions) (*MemoryResult, error) {
 		}
 	}
 	res.MinMB = hi
+	if opts.Kernel != "" {
+		return res, nil
+	}
 	if err := image.SetMinMemory(dir, hi); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,10 @@ type Options struct {
 	// may stall before it is ready).
 	console string
 	timeout time.Duration
+	// kernel, initramfs and params boot another kernel than the image's
+	// (MinMemory's Kernel).
+	kernel, initramfs string
+	params            []string
 }
 
 // Result is what Run found, written as verify.json in the image directory.
@@ -267,6 +271,7 @@ func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) 
 		StopWait: 2 * time.Minute,
 		Timeout:  cmp.Or(opts.timeout, sp.ReadyTimeout+sp.WorkloadTimeout+sp.StopTimeout+5*time.Minute),
 		Status:   p,
+		Kernel:   opts.kernel, Initramfs: opts.initramfs, Params: opts.params,
 	}
 	if traced {
 		tmp, err := os.MkdirTemp("", "bespoke-verify-")

@@ -179,6 +179,14 @@ type Volume struct {
 // tmpfs for the overlay's upper layer, and the overlay's mount point.
 // internal/initramfs puts them into every erofs root.
 const (
+	// Stage0File, in an initramfs that boots an image's erofs root on a
+	// kernel whose drivers are modules (internal/baseline: Debian's cloud
+	// kernel), lists the modules the init loads, one path per line; then
+	// it mounts the first virtio disk at Stage0Root, makes it the root and
+	// runs its /init.
+	Stage0File = "/bespoke-stage0"
+	Stage0Root = "/newroot"
+
 	OverlayRW   = "/.bespoke/rw"
 	OverlayRoot = "/.bespoke/root"
 )

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# docs/results.md: the six examples on bespoke's kernel and on Debian's
+# cloud kernel for 6.12, side by side in one run (bespoke bench --baseline
+# --model), with the least memory of each (bespoke min-memory, and with
+# --baseline), then one report page over all six.
+# All six images target qemu-pc (Debian's cloud kernel does not boot on
+# -M microvm) and share one kernel: the shared test kernel's options on the
+# redis example, which covers all six (each application's own kernel is
+# smaller: docs/apps.md).
+# Usage: scripts/results.sh [OUT_DIR] [APP...] (default out/results, all six).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-out/results}
+shift || true
+apps=("$@")
+((${#apps[@]})) || apps=(redis nginx apache2 memcached postgresql mariadb)
+runs=${RUNS:-3}
+mkdir -p "$out"
+enable=$(go run ./internal/testkernel/budget -enable qemu-pc)
+{ cat examples/redis/bespoke.yaml; echo "kernel: {enable: [$enable]}"; } >"$out/redis.yaml"
+log() { echo "== $*" >&2; }
+for app in "${apps[@]}"; do
+  img="$out/$app.image"
+  if [ "$app" = redis ]; then
+    args=(-f "$out/redis.yaml" --name redis)
+  else
+    args=(-f "examples/$app/bespoke.yaml" --kernel-from "$out/redis.image")
+  fi
+  log "$app: build (log: $img.build.log)"
+  bin/bespoke build "${args[@]}" --target qemu-pc -o "$img" >"$img.build.log" 2>&1
+  log "$app: bench --baseline --model --runs $runs (log: $img.bench.log)"
+  bin/bespoke bench "$img" --baseline --model --runs "$runs" >"$img.bench.md" 2>"$img.bench.log"
+  log "$app: min-memory, image's kernel and baseline (log: $img.mem.log)"
+  bin/bespoke min-memory "$img" --step 4 >"$img.mem.txt" 2>"$img.mem.log"
+  bin/bespoke min-memory "$img" --baseline --step 4 >>"$img.mem.txt" 2>>"$img.mem.log"
+  cat "$img.bench.md" "$img.mem.txt"
+done
+images=()
+for app in "${apps[@]}"; do images+=("$out/$app.image"); done
+bin/bespoke report --html "$out/report.html" --json "$out/report.json" "${images[@]}"
