@@ -36,11 +36,22 @@ func TestReport(t *testing.T) {
 		t.Errorf("report without a dir: exit %d, want 2", code)
 	}
 	// A truncated kernel is not reported with the size report.json
-	// recorded: the image is damaged.
+	// recorded: the image is damaged. The other images are still
+	// reported.
 	sized(t, dir, "bzImage", 1000)
+	good := t.TempDir()
+	if err := os.WriteFile(filepath.Join(good, "report.json"), []byte(strings.Replace(rep, `"redis"`, `"other"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sized(t, good, "bzImage", 1960000)
+	sized(t, good, "root.erofs", 6140000)
 	stderr.Reset()
-	if code := Main(context.Background(), []string{"report", dir}, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "bzImage is 1000 bytes, its report.json says 1960000") {
+	stdout.Reset()
+	if code := Main(context.Background(), []string{"report", dir, good}, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "bespoke report: "+dir+": image "+dir+" is damaged: bzImage is 1000 bytes, its report.json says 1960000") {
 		t.Errorf("report of a truncated bzImage: exit %d, %s; want 1 and the sizes", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "| other | 1.87 MB |") {
+		t.Errorf("the good image is not reported beside the damaged one:\n%s", stdout.String())
 	}
 }
 
@@ -126,6 +137,9 @@ func TestReportData(t *testing.T) {
 	}
 	if strings.Contains(stdout.String(), "- other") {
 		t.Errorf("a package with nothing left out is listed:\n%s", stdout.String())
+	}
+	if want := "bespoke report: postgresql (" + dir + ") has no workload result"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q lacks %q", stderr.String(), want)
 	}
 }
 

@@ -268,9 +268,14 @@ func stage0(list string) error {
 	if err := unix.Mount(dev, protocol.Stage0Root, "erofs", unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("stage 0: mounting the root %s (erofs) on %s: %w", dev, protocol.Stage0Root, err)
 	}
-	// The root's init mounts its own /dev.
+	// The root's init mounts its own /dev. The initramfs's files would
+	// hold memory for the whole run, as switch_root's deletion says: the
+	// modules are loaded, and this binary runs from its mapping.
 	if err := unix.Unmount("/dev", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("stage 0: %w", err)
+	}
+	for _, p := range append(strings.Fields(list), protocol.Stage0File, "/init") {
+		os.Remove(p)
 	}
 	if err := unix.Chdir(protocol.Stage0Root); err != nil {
 		return fmt.Errorf("stage 0: %w", err)
