@@ -303,8 +303,10 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 		Sys:   sys,
 	}
 	var pid int
+	said := make(chan struct{}) // the exec event is out
+	defer closeOnce(said)
 	if p.Seccomp != "" && p.Tracer == "" {
-		pid, err = startFiltered(p, attr)
+		pid, err = startFiltered(p, attr, said)
 		if err != nil && pid > 0 {
 			reapNow(pid)
 		}
@@ -316,6 +318,7 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 		return protocol.Event{}, fmt.Errorf("starting %s: %w", path, err)
 	}
 	say(protocol.Event{Kind: protocol.EventExec, Pid: pid, Uptime: uptime()})
+	closeOnce(said)
 
 	var kill <-chan time.Time
 	for {
@@ -544,4 +547,12 @@ func watchState(dir string, vols []protocol.Volume) {
 			}
 		}
 	}()
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }

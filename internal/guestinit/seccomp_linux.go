@@ -140,7 +140,10 @@ type seccompResp struct {
 // startFiltered starts the program under the seccomp helper (see
 // seccompExecName) and serves the filter's notifications until the init
 // ends. It returns the program's pid: the helper's, which the exec keeps.
-func startFiltered(p Plan, attr *syscall.ProcAttr) (int, error) {
+//
+// The events of the filter wait for said to be closed: the caller closes
+// it once it said the program's exec event, which comes first.
+func startFiltered(p Plan, attr *syscall.ProcAttr, said <-chan struct{}) (int, error) {
 	param, err := protocol.EncodeSeccomp(p.Seccomp, p.SeccompAllow)
 	if err != nil {
 		return 0, err
@@ -170,7 +173,10 @@ func startFiltered(p Plan, attr *syscall.ProcAttr) (int, error) {
 		unix.Kill(pid, unix.SIGKILL)
 		return pid, fmt.Errorf("seccomp filter for %s: %w", p.Path, err)
 	}
-	go serveSeccomp(listener, p.Seccomp)
+	go func() {
+		<-said
+		serveSeccomp(listener, p.Seccomp)
+	}()
 	if _, err := goW.Write([]byte{1}); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return pid, fmt.Errorf("seccomp filter for %s: %w", p.Path, err)
