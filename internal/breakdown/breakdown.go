@@ -233,14 +233,18 @@ func top(m map[string]int64, n int) []Item {
 	return out
 }
 
-// FindBuildDir returns the kernel build directory under kbuildDir (the
-// cache's kbuild/) whose last build was the kernel key, or "".
-func FindBuildDir(kbuildDir, key string) string {
-	dirs, _ := filepath.Glob(filepath.Join(kbuildDir, "work-*"))
-	for _, d := range dirs {
-		if b, err := os.ReadFile(filepath.Join(d, "bespoke-key")); err == nil && strings.TrimSpace(string(b)) == key {
-			return d
-		}
+// BuildDir returns dir, the build directory a kernel of key was built
+// in (kbuild.Meta.BuildDir), when it still exists, and whether its last
+// build is still that kernel: a later build of another config may have
+// continued it (Kbuild recompiles what the config change touches), so its
+// objects are of a close config, not of this one. "" when it is gone.
+func BuildDir(dir, key string) (string, bool) {
+	if dir == "" {
+		return "", false
 	}
-	return ""
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "bespoke-key"))
+	return dir, err == nil && strings.TrimSpace(string(b)) == key
 }

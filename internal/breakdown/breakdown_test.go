@@ -89,3 +89,21 @@ func TestRootOf(t *testing.T) {
 		t.Errorf("files %v", r.Files)
 	}
 }
+
+// TestBuildDir: a build dir that is gone gives ""; one whose last build is
+// another kernel's is given, and said to be so.
+func TestBuildDir(t *testing.T) {
+	dir := t.TempDir()
+	if d, _ := BuildDir(filepath.Join(dir, "gone"), "k1"); d != "" {
+		t.Errorf("a missing dir: %q", d)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bespoke-key"), []byte("k1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if d, same := BuildDir(dir, "k1"); d != dir || !same {
+		t.Errorf("the dir of k1: %q, %v", d, same)
+	}
+	if d, same := BuildDir(dir, "k2"); d != dir || same {
+		t.Errorf("the dir k1 continued: %q, %v; want it, not the same", d, same)
+	}
+}

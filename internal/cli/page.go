@@ -16,7 +16,6 @@ import (
 	"github.com/bespoke-os/bespoke/internal/breakdown"
 	"github.com/bespoke-os/bespoke/internal/datatrees"
 	"github.com/bespoke-os/bespoke/internal/image"
-	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -57,10 +56,6 @@ func newPage(rows []*reportRow) *page {
 		Host:  fmt.Sprintf("%s, %d CPUs, %s", host, runtime.NumCPU(), accelName()),
 		Notes: notes(rows),
 	}
-	kbuildDir := ""
-	if c, err := ksrc.CacheDir(); err == nil {
-		kbuildDir = filepath.Join(c, "kbuild")
-	}
 	for _, r := range rows {
 		rep := r.Rep
 		im := pageImage{Name: rep.Name, Dir: r.Dir, Row: r.Cells, Report: rep, Bench: r.Bench,
@@ -70,9 +65,9 @@ func newPage(rows []*reportRow) *page {
 		if b := rep.Boot; b != nil {
 			im.Boot["init"], im.Boot["ready"] = b.InitHost, b.ReadyHost
 		}
-		build := ""
-		if rep.Kernel != nil && kbuildDir != "" {
-			build = breakdown.FindBuildDir(kbuildDir, rep.Kernel.Key)
+		build, same := "", false
+		if rep.Kernel != nil {
+			build, same = breakdown.BuildDir(rep.Kernel.BuildDir, rep.Kernel.Key)
 		}
 		k, err := breakdown.KernelOf(filepath.Join(r.Dir, image.VmlinuxFile), build)
 		switch {
@@ -80,6 +75,8 @@ func newPage(rows []*reportRow) *page {
 			im.KernelNote = fmt.Sprintf("no kernel breakdown: %v", err)
 		case build == "":
 			im.KernelNote = "the kernel's build directory is no longer in the cache: functions only, no subsystems"
+		case !same:
+			im.KernelNote = fmt.Sprintf("source directories from the objects of %s, which a build of another config continued since this kernel's: functions its objects do not define are under %s", build, breakdown.Other)
 		}
 		im.Kernel = k
 		if rep.Initramfs != nil {
