@@ -112,7 +112,7 @@ memory: 256M
 	args := []string{"build", "-f", specFile, "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out,
 		"--name", "fromflags", "--ready", "tcp:8080", "--workload", "echo {port}", "-p", "9000", "--port", "53/udp",
 		"-e", "A=flag", "--user", "nobody", "--workdir", "/srv", "--include", extra, "--exclude", "*.pyc",
-		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "-m", "512M", "--cpus", "2", "--seccomp", spec.SeccompEnforce}
+		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "--data", spec.DataTraced, "-m", "512M", "--cpus", "2", "--seccomp", spec.SeccompEnforce}
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("bespoke %q: exit %d\n%s", args, code, stderr.String())
@@ -136,6 +136,7 @@ memory: 256M
 		{"--exclude", fmt.Sprint(got.Exclude), "[*.pyc]"},
 		{"--target", got.Target, spec.TargetPC},
 		{"--root", got.Root, spec.RootInitramfs},
+		{"--data", got.Data, spec.DataTraced},
 		{"-m", got.MemoryMB, 512},
 		{"--cpus", got.CPUs, 2},
 		{"--seccomp", got.Seccomp, spec.SeccompEnforce},
@@ -152,7 +153,7 @@ memory: 256M
 		t.Errorf("image.json: target %s, memory %d, cpus %d; want %s, 512, 2", img.Target, img.MemoryMB, img.CPUs, spec.TargetPC)
 	}
 	log, _ := os.ReadFile(filepath.Join(out, image.BuildLogFile))
-	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, memory, cpus, seccomp from the command line"
+	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, data, memory, cpus, seccomp from the command line"
 	if !strings.Contains(string(log), want) {
 		t.Errorf("build log lacks %q:\n%s", want, log)
 	}
