@@ -63,7 +63,7 @@ func KernelOf(vmlinux, buildDir string) (*Kernel, error) {
 	for _, f := range funcs {
 		byName[f.name] += f.size
 	}
-	k.Functions = top(byName, TopFunctions)
+	k.Functions = Top(byName, TopFunctions)
 	if buildDir == "" {
 		return k, nil
 	}
@@ -85,7 +85,7 @@ func KernelOf(vmlinux, buildDir string) (*Kernel, error) {
 		}
 		sums[d] += f.size
 	}
-	k.Subsystems = top(sums, len(sums))
+	k.Subsystems = Top(sums, len(sums))
 	if k.Code > 0 {
 		k.Mapped = float64(mapped) / float64(k.Code)
 	}
@@ -212,16 +212,16 @@ func RootOf(files []initramfs.FileReport) *Root {
 		counts[f.Kind]++
 		sizes[f.Path] = f.Bytes
 	}
-	r.Kinds = top(kinds, len(kinds))
+	r.Kinds = Top(kinds, len(kinds))
 	for i := range r.Kinds {
 		r.Kinds[i].Count = counts[r.Kinds[i].Name]
 	}
-	r.Files = top(sizes, TopFiles)
+	r.Files = Top(sizes, TopFiles)
 	return r
 }
 
-// top returns the n largest entries of m, largest first (ties by name).
-func top(m map[string]int64, n int) []Item {
+// Top returns the n largest entries of m, largest first (ties by name).
+func Top(m map[string]int64, n int) []Item {
 	names := slices.Collect(maps.Keys(m))
 	slices.SortFunc(names, func(a, b string) int {
 		return cmp.Or(cmp.Compare(m[b], m[a]), strings.Compare(a, b))

@@ -32,7 +32,6 @@ type pageImage struct {
 	Name   string            `json:"name"`
 	Dir    string            `json:"dir"`
 	Row    []string          `json:"row"` // the Markdown table's cells
-	Report *image.Report     `json:"-"`
 	Bench  *bench.Result     `json:"bench,omitempty"`
 	Kernel *breakdown.Kernel `json:"kernel,omitempty"`
 	// KernelNote says why Kernel or its subsystems are missing.
@@ -58,7 +57,7 @@ func newPage(rows []*reportRow) *page {
 	}
 	for _, r := range rows {
 		rep := r.Rep
-		im := pageImage{Name: rep.Name, Dir: r.Dir, Row: r.Cells, Report: rep, Bench: r.Bench,
+		im := pageImage{Name: rep.Name, Dir: r.Dir, Row: r.Cells, Bench: r.Bench,
 			DataTrees: rep.DataTrees, NotInImage: rep.NotInImage, Memory: rep.MinMemoryMB, Workload: rep.Workload,
 			Sizes: map[string]int64{"kernel": rep.KernelBytes, "root": rep.InitramfsBytes, "total": rep.TotalBytes},
 			Boot:  map[string]float64{}}

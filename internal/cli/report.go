@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/bespoke-os/bespoke/internal/bench"
+	"github.com/bespoke-os/bespoke/internal/breakdown"
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
@@ -192,24 +193,16 @@ func dataReport(w io.Writer, rep *image.Report) {
 // topDirs returns the n directories holding the most of paths, with
 // their counts ("/usr/share/postgresql/15/extension (310)").
 func topDirs(paths []string, n int) []string {
-	count := map[string]int{}
+	count := map[string]int64{}
 	for _, p := range paths {
 		count[filepath.Dir(p)]++
 	}
-	dirs := slices.Collect(maps.Keys(count))
-	slices.SortFunc(dirs, func(a, b string) int {
-		if c := count[b] - count[a]; c != 0 {
-			return c
-		}
-		return strings.Compare(a, b)
-	})
 	var out []string
-	for i, d := range dirs {
-		if i == n {
-			out = append(out, fmt.Sprintf("%d more", len(dirs)-n))
-			break
-		}
-		out = append(out, fmt.Sprintf("%s (%d)", d, count[d]))
+	for _, d := range breakdown.Top(count, n) { // Bytes holds the count
+		out = append(out, fmt.Sprintf("%s (%d)", d.Name, d.Bytes))
+	}
+	if len(count) > n {
+		out = append(out, fmt.Sprintf("%d more", len(count)-n))
 	}
 	return out
 }

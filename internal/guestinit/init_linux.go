@@ -542,7 +542,7 @@ func watchState(dir string, vols []protocol.Volume) {
 			case !full && info.Full():
 				full = true
 				say(protocol.Event{Kind: protocol.EventStateFull, Msg: info.String(), Uptime: uptime()})
-			case full && info.Free > 2*min(protocol.StateFullBytes, info.Total/4):
+			case full && info.Free > 2*info.FullBelow():
 				full = false
 			}
 		}

@@ -346,11 +346,12 @@ const (
 // several MiB free again.
 const StateFullBytes = 16 << 20
 
-// Full reports whether s has less room than StateFullBytes, or than a
+// Full reports whether s has less room than FullBelow.
+func (s StateInfo) Full() bool { return s.Free < s.FullBelow() }
+
+// FullBelow is the room below which s is full: StateFullBytes, or a
 // quarter of its size when that is less.
-func (s StateInfo) Full() bool {
-	return s.Free < min(StateFullBytes, s.Total/4)
-}
+func (s StateInfo) FullBelow() uint64 { return min(StateFullBytes, s.Total/4) }
 
 // StateInfo is the room of the state directory.
 type StateInfo struct {
