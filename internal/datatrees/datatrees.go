@@ -135,23 +135,18 @@ func reason(t Tree, m *manifest.Manifest, imports, programImports map[string]str
 			return obj + " imports " + s
 		}
 	}
-	for _, f := range slices.Concat(m.Closure, libraries(m)) {
-		base := filepath.Base(f.Path)
+	var linked []string
+	for _, f := range m.Closure {
+		linked = append(linked, f.Path)
+	}
+	for _, p := range append(linked, m.Libraries...) {
 		for _, l := range t.Links {
-			if strings.HasPrefix(base, l) {
-				return "links " + f.Path
+			if strings.HasPrefix(filepath.Base(p), l) {
+				return "links " + p
 			}
 		}
 	}
 	return ""
-}
-
-func libraries(m *manifest.Manifest) []manifest.File {
-	fs := make([]manifest.File, len(m.Libraries))
-	for i, l := range m.Libraries {
-		fs[i] = manifest.File{Path: l, Kind: "library"}
-	}
-	return fs
 }
 
 // under reports whether p is dir or below it.
