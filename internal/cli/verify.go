@@ -15,6 +15,7 @@ type verifyFlags struct {
 	noTrace   bool
 	accel     string
 	jobs      int
+	workload  string
 }
 
 func runVerify(ctx context.Context, env *Env, args []string) error {
@@ -24,6 +25,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&f.maxRounds, "max-rounds", 3, "with --fix, give up after `N` boots")
 	fs.BoolVar(&f.noTrace, "no-trace", false, "run the program without the guest tracer (faster; failures are not classified)")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg")
+	fs.StringVar(&f.workload, "workload", "", "run this `command` against the guest instead of the spec's workload ({host} and {port} as in the spec): a code path the build's trace did not see")
 	fs.IntVar(&f.jobs, "j", 0, "make -j for a kernel rebuild (default: the number of CPUs)")
 	dir, err := oneImageDir(fs, args)
 	if err != nil {
@@ -44,7 +46,7 @@ func runVerify(ctx context.Context, env *Env, args []string) error {
 	}
 	res, err := verify.Run(ctx, verify.Options{
 		ImageDir: dir, Fix: f.fix, MaxRounds: f.maxRounds, NoTrace: f.noTrace,
-		Accel: f.accel, Jobs: f.jobs, Progress: env.Stderr,
+		Accel: f.accel, Jobs: f.jobs, Progress: env.Stderr, Workload: f.workload,
 	})
 	if res != nil {
 		fmt.Fprintln(env.Stdout, res.Summary())

@@ -243,6 +243,46 @@ func setRlimits(limits map[string]uint64) error {
 	return nil
 }
 
+// kmsgFaults returns the kernel's reports of user faults in its log
+// (/dev/kmsg): "traps: redis-server[38] trap int3 ip:7f.. sp:7ff.. error:0
+// in libc.so.6[3c050,7f..+..]", "x[9]: segfault at 0 ip ...". The kernel
+// writes them at KERN_INFO, below the console's level, for a fatal
+// signal the program did not handle. Only pid's count.
+func kmsgFaults(pid int) []string {
+	// Raw syscalls: an *os.File would wait in Go's poller for a record
+	// instead of returning EAGAIN at the log's end.
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var out []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EPIPE || err == unix.EINTR {
+			continue // records overwritten since the last read
+		}
+		if err != nil || n <= 0 {
+			return out
+		}
+		// "PRI,SEQ,TS,FLAGS;MESSAGE\n" and continuation lines.
+		_, msg, ok := strings.Cut(string(buf[:n]), ";")
+		if !ok {
+			continue
+		}
+		msg, _, _ = strings.Cut(msg, "\n")
+		if IsFault(msg) && strings.Contains(msg, fmt.Sprintf("[%d]", pid)) {
+			out = append(out, msg)
+		}
+	}
+}
+
+// IsFault reports whether a kernel log message reports a user fault.
+func IsFault(msg string) bool {
+	return strings.HasPrefix(msg, "traps: ") || strings.Contains(msg, "]: segfault at ")
+}
+
 // ExitEvent returns the exit marker for a wait status.
 func ExitEvent(ws syscall.WaitStatus) protocol.Event {
 	e := protocol.Event{Kind: protocol.EventExit}
@@ -323,6 +363,11 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 	var kill <-chan time.Time
 	for {
 		if ws, done := reap(pid); done {
+			if ws.Signaled() {
+				for _, f := range kmsgFaults(pid) {
+					say(protocol.Event{Kind: protocol.EventFault, Msg: f, Uptime: uptime()})
+				}
+			}
 			return ExitEvent(ws), nil
 		}
 		select {

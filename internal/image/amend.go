@@ -81,7 +81,13 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		}
 	}
 
-	if len(opts.Fixes.Include) > 0 {
+	paths, replace, err := restoreFunctions(dir, stage, opts.Fixes.ShakeKeep, opts.Log)
+	if err != nil {
+		return fmt.Errorf("amending image %s: %w", dir, err)
+	}
+	defer os.RemoveAll(filepath.Join(stage, ".restored"))
+	paths = append(whats(opts.Fixes.Include), paths...)
+	if len(paths) > 0 {
 		m, err := manifest.ReadFile(filepath.Join(dir, ManifestFile))
 		if err != nil {
 			return fmt.Errorf("amending image %s: %w", dir, err)
@@ -101,7 +107,8 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 			seg, err = initramfs.AppendErofs(ctx, initramfs.AppendOptions{
 				Archive: filepath.Join(dir, name),
 				Output:  filepath.Join(stage, name),
-				Paths:   whats(opts.Fixes.Include),
+				Paths:   paths,
+				Replace: replace,
 			})
 		} else {
 			var existing map[string]bool
@@ -111,7 +118,8 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 			seg, err = initramfs.Append(ctx, initramfs.AppendOptions{
 				Archive:     filepath.Join(dir, name),
 				Output:      filepath.Join(stage, name),
-				Paths:       whats(opts.Fixes.Include),
+				Paths:       paths,
+				Replace:     replace,
 				Existing:    existing,
 				Compression: rep.Initramfs.Compression,
 			})
@@ -205,6 +213,7 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 	fixes.Enable = mergeFixes(fixes.Enable, opts.Fixes.Enable)
 	fixes.Keep = mergeFixes(fixes.Keep, opts.Fixes.Keep)
 	fixes.Seccomp = mergeFixes(fixes.Seccomp, opts.Fixes.Seccomp)
+	fixes.ShakeKeep = mergeFixes(fixes.ShakeKeep, opts.Fixes.ShakeKeep)
 	if err := fixes.Write(stage); err != nil {
 		return err
 	}

@@ -74,10 +74,14 @@ type Fixes struct {
 	Keep []Fix `json:"keep_syscalls,omitempty"`
 	// Seccomp are syscalls added to the seccomp allowlist (seccomp_allow).
 	Seccomp []Fix `json:"seccomp_allow,omitempty"`
+	// ShakeKeep are removed functions restored, FILE:FUNCTION.
+	ShakeKeep []Fix `json:"shake_keep,omitempty"`
 }
 
 // All returns every fix, files first, then options, kept syscalls and allowed ones.
-func (f *Fixes) All() []Fix { return slices.Concat(f.Include, f.Enable, f.Keep, f.Seccomp) }
+func (f *Fixes) All() []Fix {
+	return slices.Concat(f.Include, f.Enable, f.Keep, f.Seccomp, f.ShakeKeep)
+}
 
 // Fix is one added file or symbol.
 type Fix struct {
@@ -189,6 +193,9 @@ type Report struct {
 	// DataTrees are the data trees the image holds whole (spec data:
 	// trees), with why each was pulled in.
 	DataTrees []datatrees.Pulled `json:"data_trees,omitempty"`
+	// Shake is what --shake-libs removed from the root's programs and
+	// libraries.
+	Shake *ShakeReport `json:"shake,omitempty"`
 	// NotInImage are, per Debian package of the image's programs, the
 	// files it ships under /etc and /usr/share that the image does not
 	// hold: what a client or config may ask for that the workload did not.
@@ -959,7 +966,13 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		}
 		b.report.DataTrees = pulled
 	}
+	shaken, err := os.MkdirTemp(b.stage, ".shaken-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(shaken)
 	rep, err := initramfs.Build(ctx, initramfs.Options{
+		Rewrite:     b.shakeRoot(shaken, whats(b.opts.Fixes.ShakeKeep)),
 		Manifest:    withoutState(m, state, len(b.sp.Setup) > 0),
 		Init:        init,
 		Config:      cfg,

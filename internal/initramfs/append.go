@@ -35,6 +35,9 @@ type AppendOptions struct {
 	Compression string
 	// HostRoot is the directory host paths are read from; "" means "/".
 	HostRoot string
+	// Replace gives, by guest path, a file to store instead of the host
+	// file of one of Paths (a library with a removed function restored).
+	Replace map[string]string
 }
 
 // Append writes a new archive segment holding opts.Paths and stores
@@ -52,7 +55,7 @@ func Append(ctx context.Context, opts AppendOptions) (*Report, error) {
 		return nil, fmt.Errorf("appending to initramfs: %w", err)
 	}
 	b := newBuilder(opts.HostRoot, method, syms)
-	if err := b.addFixes(opts.Paths); err != nil {
+	if err := b.addFixes(opts.Paths, opts.Replace); err != nil {
 		return nil, fmt.Errorf("appending to initramfs: %w", err)
 	}
 	for p, n := range b.nodes {
@@ -73,7 +76,7 @@ func Append(ctx context.Context, opts AppendOptions) (*Report, error) {
 
 // addFixes adds the host paths bespoke verify --fix found missing, with
 // their parent directories.
-func (b *builder) addFixes(paths []string) error {
+func (b *builder) addFixes(paths []string, replace map[string]string) error {
 	for _, p := range paths {
 		if err := b.addHost(p, KindFix, true, 0); err != nil {
 			return err
@@ -81,6 +84,11 @@ func (b *builder) addFixes(paths []string) error {
 	}
 	if len(b.nodes) == 0 {
 		return errors.New("nothing to add")
+	}
+	if len(replace) > 0 {
+		if err := b.rewrite(func([]HostFile) (map[string]string, error) { return replace, nil }); err != nil {
+			return err
+		}
 	}
 	return b.addParents()
 }

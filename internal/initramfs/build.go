@@ -89,6 +89,18 @@ type Options struct {
 	Output string
 	// HostRoot is the directory host paths are read from; "" means "/".
 	HostRoot string
+	// Rewrite, when set, is shown every regular file copied from the host
+	// (not /init nor the generated files) before the archive is written,
+	// and returns, by guest path, files to store in their place: files of
+	// the same size and mode (bespoke's shaken libraries).
+	Rewrite func(files []HostFile) (map[string]string, error)
+}
+
+// HostFile is a regular file of the root copied from the host.
+type HostFile struct {
+	Path   string // guest path
+	Source string // host path
+	Kind   string
 }
 
 // Report says what an initramfs holds and why. It is JSON for the image's
@@ -138,6 +150,7 @@ type Dropped struct {
 type node struct {
 	hdr       Header // Name is the guest path with its leading slash
 	source    string // host file to copy the data from
+	from      string // when set, the file (Options.Rewrite's) the data is read from instead
 	data      []byte // generated data
 	kind      string
 	generated bool
@@ -244,6 +257,11 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if err := b.addParents(); err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
+	if opts.Rewrite != nil {
+		if err := b.rewrite(opts.Rewrite); err != nil {
+			return nil, fmt.Errorf("building initramfs: %w", err)
+		}
+	}
 	write := func() error { return b.write(ctx, opts.Output, method) }
 	if format == FormatErofs {
 		write = func() error { return b.writeErofs(ctx, opts.Output) }
@@ -252,6 +270,45 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("building the %s root: %w", format, err)
 	}
 	return b.report, nil
+}
+
+// rewrite hands the host files to fn and reads the files it returns
+// instead.
+func (b *builder) rewrite(fn func([]HostFile) (map[string]string, error)) error {
+	var files []HostFile
+	for p, n := range b.nodes {
+		if n.source != "" && n.hdr.Type() == TypeReg && n.kind != KindInit && !n.generated {
+			files = append(files, HostFile{Path: p, Source: n.source, Kind: n.kind})
+		}
+	}
+	slices.SortFunc(files, func(x, y HostFile) int { return strings.Compare(x.Path, y.Path) })
+	repl, err := fn(files)
+	if err != nil {
+		return err
+	}
+	for p, from := range repl {
+		n, ok := b.nodes[p]
+		if !ok || n.source == "" {
+			return fmt.Errorf("rewriting %s: not a host file of the root", p)
+		}
+		fi, err := os.Stat(from)
+		if err != nil {
+			return fmt.Errorf("rewriting %s: %w", p, err)
+		}
+		if fi.Size() != n.hdr.Size {
+			return fmt.Errorf("rewriting %s: %s has %d bytes, not %d", p, from, fi.Size(), n.hdr.Size)
+		}
+		n.from = from
+	}
+	return nil
+}
+
+// dataFile is the file a node's data is read from.
+func (n *node) dataFile() string {
+	if n.from != "" {
+		return n.from
+	}
+	return n.source
 }
 
 // newBuilder returns a builder reading host files below root ("" is "/")
@@ -821,7 +878,7 @@ func (b *builder) write(ctx context.Context, out, method string) (err error) {
 					return err
 				}
 			case n.source != "" && h.Type() == TypeReg:
-				if err := copyFile(cw, n.source, h.Size); err != nil {
+				if err := copyFile(cw, n.dataFile(), h.Size); err != nil {
 					return err
 				}
 			}

@@ -210,7 +210,7 @@ func AppendErofs(ctx context.Context, opts AppendOptions) (*Report, error) {
 	}
 	b := newBuilder(opts.HostRoot, "lz4hc", slices.Clone(erofsKconfig))
 	b.report.Format = FormatErofs
-	if err := b.addFixes(opts.Paths); err != nil {
+	if err := b.addFixes(opts.Paths, opts.Replace); err != nil {
 		return nil, fmt.Errorf("adding to the erofs root: %w", err)
 	}
 	dir, err := os.MkdirTemp(filepath.Dir(opts.Output), "."+filepath.Base(opts.Output)+".tree-")
@@ -277,7 +277,7 @@ func (b *builder) layOut(dst string, n *node) error {
 		case n.data != nil:
 			_, err = f.Write(n.data)
 		case n.source != "":
-			err = copyFile(f, n.source, h.Size)
+			err = copyFile(f, n.dataFile(), h.Size)
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr

@@ -47,6 +47,8 @@ var fields = []field{
 	{"target", func(d *decoder, k string, n *yaml.Node) { d.sp.Target, _ = d.str(k, n) }},
 	{"root", func(d *decoder, k string, n *yaml.Node) { d.sp.Root, _ = d.str(k, n) }},
 	{"data", func(d *decoder, k string, n *yaml.Node) { d.sp.Data, _ = d.str(k, n) }},
+	{"shake_libs", func(d *decoder, k string, n *yaml.Node) { d.sp.ShakeLibs, _ = d.str(k, n) }},
+	{"shake_remove", func(d *decoder, k string, n *yaml.Node) { d.sp.ShakeRemove = d.strs(k, n) }},
 	{"memory", (*decoder).memory},
 	{"cpus", (*decoder).cpus},
 	{"kernel", (*decoder).kernel},

@@ -14,21 +14,22 @@ import (
 // parsed as the YAML field of the same name would be. Empty fields (and
 // CPUs 0) are flags not given.
 type Flags struct {
-	Name     string
-	Ready    string   // --ready tcp:PORT | log:REGEX
-	Workload string   // --workload CMD
-	Ports    []string // --port 6379, --port 53/udp (repeatable)
-	Env      []string // --env K=V (repeatable)
-	User     string   // --user NAME
-	Workdir  string
-	Include  []string // host paths, relative to Dir
-	Exclude  []string
-	Target   string
-	Root     string // --root erofs|initramfs
-	Data     string // --data trees|traced
-	Memory   string // "256M"
-	CPUs     int
-	Seccomp  string // --seccomp enforce|log|off
+	Name      string
+	Ready     string   // --ready tcp:PORT | log:REGEX
+	Workload  string   // --workload CMD
+	Ports     []string // --port 6379, --port 53/udp (repeatable)
+	Env       []string // --env K=V (repeatable)
+	User      string   // --user NAME
+	Workdir   string
+	Include   []string // host paths, relative to Dir
+	Exclude   []string
+	Target    string
+	Root      string // --root erofs|initramfs
+	Data      string // --data trees|traced
+	ShakeLibs string // --shake-libs static|off
+	Memory    string // "256M"
+	CPUs      int
+	Seccomp   string // --seccomp enforce|log|off
 	// Dir is the directory relative paths resolve against; "" is the
 	// working directory.
 	Dir string
@@ -173,6 +174,9 @@ func (f Flags) apply(sp *Spec, dir string) (set []string, err error) {
 	}
 	if given("data", f.Data != "") {
 		sp.Data = f.Data
+	}
+	if given("shake-libs", f.ShakeLibs != "") {
+		sp.ShakeLibs = f.ShakeLibs
 	}
 	if given("memory", f.Memory != "") {
 		mb, err := parseMemory(f.Memory)

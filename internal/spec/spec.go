@@ -66,6 +66,15 @@ const (
 // DataModes lists the data modes.
 var DataModes = []string{DataTrees, DataTraced}
 
+// Library shaking modes (Spec.ShakeLibs).
+const (
+	ShakeStatic = "static" // remove the functions nothing can reach (internal/libshake)
+	ShakeOff    = "off"    // copy libraries and programs whole
+)
+
+// ShakeModes lists the library shaking modes.
+var ShakeModes = []string{ShakeStatic, ShakeOff}
+
 // Seccomp modes (they match internal/guestinit/protocol's).
 const (
 	SeccompEnforce = "enforce" // the syscall fails with ENOSYS
@@ -96,6 +105,7 @@ var Roots = []string{RootErofs, RootInitramfs}
 const (
 	DefaultRoot            = RootErofs
 	DefaultData            = DataTrees
+	DefaultShakeLibs       = ShakeOff
 	DefaultTarget          = TargetMicrovm
 	DefaultMemoryMB        = 256
 	DefaultCPUs            = 1
@@ -155,6 +165,14 @@ type Spec struct {
 	// the program loads by name, internal/datatrees) or DataTraced (the
 	// traced files only).
 	Data string
+	// ShakeLibs is ShakeStatic (the image's copies of its programs and
+	// libraries have the functions nothing can reach overwritten with
+	// int3) or ShakeOff (the default).
+	ShakeLibs string
+	// ShakeRemove are functions removed even if reachable, each
+	// "FILE:FUNCTION" (a guest path and a symbol name): a path known to be
+	// dead, or a planted fault for verify to find.
+	ShakeRemove []string
 	// MemoryMB and CPUs size the virtual machine.
 	MemoryMB int
 	CPUs     int

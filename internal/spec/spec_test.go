@@ -33,17 +33,19 @@ func TestParseFull(t *testing.T) {
 		Env:  map[string]string{"LANG": "C.UTF-8", "PGTZ": "UTC", "DEBUG": "1"},
 		User: &User{Name: "postgres"},
 
-		Workdir:  "/var/lib/postgresql",
-		Include:  []string{filepath.Join(dir, "conf/postgresql.conf"), "/etc/ssl/certs/ca-certificates.crt"},
-		Exclude:  []string{"/usr/share/doc", "*.pyc"},
-		Ports:    []Port{{5432, "tcp"}, {5432, "udp"}},
-		Ready:    Ready{Kind: ReadyTCP, Port: 5432},
-		Workload: "pgbench -h {host} -p {port} -U postgres -i postgres && pgbench -h {host} -p {port:5432} -U postgres -T 5 postgres",
-		Target:   TargetPC,
-		Root:     RootInitramfs,
-		Data:     DataTraced,
-		MemoryMB: 1024,
-		CPUs:     2,
+		Workdir:     "/var/lib/postgresql",
+		Include:     []string{filepath.Join(dir, "conf/postgresql.conf"), "/etc/ssl/certs/ca-certificates.crt"},
+		Exclude:     []string{"/usr/share/doc", "*.pyc"},
+		Ports:       []Port{{5432, "tcp"}, {5432, "udp"}},
+		Ready:       Ready{Kind: ReadyTCP, Port: 5432},
+		Workload:    "pgbench -h {host} -p {port} -U postgres -i postgres && pgbench -h {host} -p {port:5432} -U postgres -T 5 postgres",
+		Target:      TargetPC,
+		Root:        RootInitramfs,
+		Data:        DataTraced,
+		ShakeLibs:   ShakeStatic,
+		ShakeRemove: []string{"/usr/lib/x86_64-linux-gnu/libc.so.6:getpeername"},
+		MemoryMB:    1024,
+		CPUs:        2,
 		Kernel: Kernel{
 			Source:  filepath.Join(filepath.Dir(dir), "linux"),
 			Enable:  []string{"SYSVIPC", "POSIX_MQUEUE"},
@@ -81,6 +83,7 @@ func TestParseValid(t *testing.T) {
 		}
 		s.Root = DefaultRoot
 		s.Data = DefaultData
+		s.ShakeLibs = DefaultShakeLibs
 		if s.MemoryMB == 0 {
 			s.MemoryMB = DefaultMemoryMB
 		}
@@ -178,6 +181,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown seccomp mode", "cmd: [a]\nseccomp: strict\n", []string{`bespoke.yaml:2: unknown seccomp mode "strict": want enforce, log, off`}},
 		{"bad seccomp_allow", "cmd: [a]\nseccomp_allow: [Clone3]\n", []string{`bespoke.yaml:2: seccomp_allow: "Clone3" is not a syscall name`}},
 		{"seccomp_allow with off", "cmd: [a]\nseccomp: off\nseccomp_allow: [clone3]\n", []string{`bespoke.yaml:3: seccomp_allow has no effect with seccomp: off`}},
+		{"unknown shake mode", "cmd: [a]\nshake_libs: profile\n", []string{`bespoke.yaml:2: unknown library shaking mode "profile": want static or off`}},
+		{"bad shake_remove", "cmd: [a]\nshake_libs: static\nshake_remove: [getpeername]\n", []string{`bespoke.yaml:3: shake_remove: "getpeername" is not FILE:FUNCTION`}},
+		{"shake_remove without shaking", "cmd: [a]\nshake_remove: [/lib/x.so:f]\n", []string{`bespoke.yaml:2: shake_remove needs shake_libs: static`}},
 		{"unknown target", "cmd: [a]\ntarget: qemu-q35\n", []string{`bespoke.yaml:2: unknown target "qemu-q35": want one of qemu-microvm, qemu-pc, firecracker`}},
 		{"bad opt", "cmd: [a]\nkernel:\n  opt: O3\n", []string{`bespoke.yaml:3: bad kernel opt "O3"`}},
 		{"shake not a bool", "cmd: [a]\nkernel:\n  shake_syscalls: yes please\n", []string{`bespoke.yaml:3: kernel.shake_syscalls: want true or false`}},
@@ -319,6 +325,7 @@ func TestFromArgs(t *testing.T) {
 		Target:          DefaultTarget,
 		Root:            DefaultRoot,
 		Data:            DefaultData,
+		ShakeLibs:       DefaultShakeLibs,
 		MemoryMB:        512,
 		CPUs:            1,
 		Kernel:          Kernel{Opt: DefaultOpt},
@@ -392,6 +399,7 @@ memory: 256M
 			[]string{filepath.Join(dir, "data"), filepath.Join(wd, "extra"), "/etc/hosts"}},
 		{Flags{Exclude: []string{"/usr/share/doc"}}, "exclude", func(sp *Spec) any { return sp.Exclude }, []string{"*.pyc", "/usr/share/doc"}},
 		{Flags{Target: TargetPC}, "target", func(sp *Spec) any { return sp.Target }, TargetPC},
+		{Flags{ShakeLibs: ShakeStatic}, "shake-libs", func(sp *Spec) any { return sp.ShakeLibs }, ShakeStatic},
 		{Flags{Root: RootInitramfs}, "root", func(sp *Spec) any { return sp.Root }, RootInitramfs},
 		{Flags{Data: DataTraced}, "data", func(sp *Spec) any { return sp.Data }, DataTraced},
 		{Flags{Memory: "1G"}, "memory", func(sp *Spec) any { return sp.MemoryMB }, 1024},

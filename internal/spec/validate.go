@@ -30,6 +30,9 @@ func (sp *Spec) setDefaults() {
 	if sp.Target == "" {
 		sp.Target = DefaultTarget
 	}
+	if sp.ShakeLibs == "" {
+		sp.ShakeLibs = DefaultShakeLibs
+	}
 	if sp.Data == "" {
 		sp.Data = DefaultData
 	}
@@ -107,6 +110,17 @@ func (sp *Spec) Validate() error {
 	}
 	if !slices.Contains(Targets, sp.Target) {
 		bad("target", "unknown target %q: want one of %s", sp.Target, strings.Join(Targets, ", "))
+	}
+	if !slices.Contains(ShakeModes, sp.ShakeLibs) {
+		bad("shake_libs", "unknown library shaking mode %q: want %s", sp.ShakeLibs, strings.Join(ShakeModes, " or "))
+	}
+	for i, r := range sp.ShakeRemove {
+		if f, fn, ok := strings.Cut(r, ":"); !ok || !path.IsAbs(f) || fn == "" {
+			bad(fmt.Sprintf("shake_remove.%d", i), "shake_remove: %q is not FILE:FUNCTION (a guest path and a symbol name, e.g. /usr/lib/x86_64-linux-gnu/libc.so.6:getpeername)", r)
+		}
+	}
+	if len(sp.ShakeRemove) > 0 && sp.ShakeLibs == ShakeOff {
+		bad("shake_remove", "shake_remove needs shake_libs: static")
 	}
 	if !slices.Contains(DataModes, sp.Data) {
 		bad("data", "unknown data mode %q: want %s", sp.Data, strings.Join(DataModes, " or "))

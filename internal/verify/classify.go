@@ -39,6 +39,10 @@ const (
 	// option the kernel lacks (fcntl's locks return EACCES without
 	// FILE_LOCKING). Reported only with that fix.
 	FailedSyscall = "failed-syscall"
+	// RemovedFunction: the program trapped in a function --shake-libs
+	// removed from the image (the kernel's fault report, mapped through
+	// the image's shake-map.json).
+	RemovedFunction = "removed-function"
 )
 
 // Finding is one thing the guest lacked, with the evidence and, when
@@ -56,7 +60,9 @@ type Finding struct {
 	Keep string `json:"keep_syscall,omitempty"`
 	// Allow is a syscall to add to the image's seccomp allowlist.
 	Allow string `json:"seccomp_allow,omitempty"`
-	Hint  string `json:"hint,omitempty"`
+	// Restore is a removed function to put back, FILE:FUNCTION.
+	Restore string `json:"restore_function,omitempty"`
+	Hint    string `json:"hint,omitempty"`
 }
 
 func (f Finding) String() string {
@@ -233,6 +239,20 @@ func Classify(f Facts) []Finding {
 		}
 		return strings.Compare(a.Subject, b.Subject)
 	})
+	return out
+}
+
+// RemovedFindings turns the removed functions the program trapped in
+// into findings, each fixed by restoring the function.
+func RemovedFindings(res *vm.Result) []Finding {
+	var out []Finding
+	for i, r := range res.Removed {
+		ev := "the program trapped in it"
+		if i < len(res.Faults) {
+			ev = "the kernel: " + res.Faults[i]
+		}
+		out = append(out, Finding{Kind: RemovedFunction, Subject: r.String(), Evidence: ev, Restore: r.Object + ":" + r.Function})
+	}
 	return out
 }
 

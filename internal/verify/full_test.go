@@ -307,3 +307,76 @@ func onlyLogged(t *testing.T, fs []verify.Finding) {
 		t.Logf("logged by the seccomp filter: %s", f)
 	}
 }
+
+// TestVerifyShakenLibs builds Redis with its programs and libraries
+// shaken (--shake-libs static) and one function removed on purpose:
+// incrCommand, which the build's workload (SET and GET) never calls. The
+// image passes the build's workload; a workload with INCR traps in the
+// removed function, verify names it, and --fix restores it.
+func TestVerifyShakenLibs(t *testing.T) {
+	testenv.Command(t, "qemu-system-x86_64")
+	server := testenv.Command(t, "redis-server")
+	testenv.File(t, ksrc.DefaultSource)
+	real, err := filepath.EvalSymlinks(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spec.Parse(filepath.Join(t.TempDir(), "bespoke.yaml"), []byte(`
+name: redis-shaken
+cmd: redis-server --port {port} --save '' --appendonly no --protected-mode no --bind 0.0.0.0
+ports: [6379]
+ready: tcp:6379
+workload: redis-benchmark -h {host} -p {port} -q -n 1000 -c 4 -t set,get
+workload_timeout: 2m
+shake_libs: static
+shake_remove: ["`+real+`:incrCommand"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Kernel.Enable = testkernel.EnableFor(sp.Target)
+	dir := filepath.Join(t.TempDir(), "redis-shaken.image")
+	if _, err := image.Build(context.Background(), image.Options{Spec: sp, Out: dir, Progress: testWriter{t}}); err != nil {
+		t.Fatalf("building with the libraries shaken: %v", err)
+	}
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Shake == nil || rep.Shake.RemovedBytes == 0 {
+		t.Fatalf("report.json shake: %+v, want removed code", rep.Shake)
+	}
+	for _, o := range rep.Shake.Objects {
+		if strings.HasSuffix(o.Path, "/libc.so.6") && (o.Whole != "" || o.Removed == 0) {
+			t.Errorf("libc: %+v, want it shaken", o)
+		}
+	}
+	t.Logf("shaken: %d of %d bytes of code removed, %d functions", rep.Shake.RemovedBytes, rep.Shake.TextBytes, rep.Shake.Removed)
+
+	ctx := context.Background()
+	incr := "redis-benchmark -h {host} -p {port} -q -n 200 -c 2 -t set,get,incr"
+	res, err := verify.Run(ctx, verify.Options{ImageDir: dir, Workload: incr, NoTrace: true, Progress: testWriter{t}})
+	if err == nil || res == nil || res.Passed {
+		t.Fatalf("verify with INCR passed (%v, %+v), want a failure", err, res)
+	}
+	want := real + ":incrCommand"
+	if !slices.ContainsFunc(res.Rounds[0].Findings, func(f verify.Finding) bool {
+		return f.Kind == verify.RemovedFunction && f.Restore == want && strings.Contains(f.Evidence, "trap int3")
+	}) {
+		t.Fatalf("findings %v do not name the removed function %s", res.Rounds[0].Findings, want)
+	}
+	res, err = verify.Run(ctx, verify.Options{ImageDir: dir, Workload: incr, Fix: true, Progress: testWriter{t}})
+	if err != nil || !res.Passed || len(res.Rounds) != 2 || !slices.Contains(res.Rounds[0].Fixed, want) {
+		t.Fatalf("verify --fix with INCR: %v, %+v; want %s restored in round 1 and a pass in round 2", err, res, want)
+	}
+	fixes, err := image.ReadFixes(dir)
+	if err != nil || len(fixes.ShakeKeep) != 1 || fixes.ShakeKeep[0].What != want {
+		t.Errorf("fixes.json after --fix: %+v, %v; want shake_keep %s", fixes, err, want)
+	}
+	// The spec's own workload still passes on the amended image.
+	res, err = verify.Run(ctx, verify.Options{ImageDir: dir, Progress: testWriter{t}})
+	if err != nil || !res.Passed {
+		t.Fatalf("verify of the amended image: %v, %+v", err, res)
+	}
+	onlyLogged(t, res.Rounds[0].Findings)
+}

@@ -42,6 +42,8 @@ type Options struct {
 	Accel    string
 	CacheDir string // "" means ksrc.CacheDir()
 	Jobs     int    // make -j for a kernel rebuild
+	// Workload, when set, is run instead of the spec's workload.
+	Workload string
 	// Progress gets one line per step, the findings and the fixes.
 	Progress io.Writer
 	// MemoryMB boots the image with this much memory (0: the image's).
@@ -143,6 +145,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := image.CheckFiles(dir, rep); err != nil {
 		return nil, err
 	}
+	if opts.Workload != "" {
+		sp.Workload = opts.Workload
+	}
 	if sp.Workload == "" && sp.Ready.Kind == spec.ReadyNone {
 		fmt.Fprintf(opts.Progress, "verify: the spec has no ready condition and no workload: checking that %s runs and exits 0\n", sp.Name)
 	}
@@ -239,6 +244,10 @@ func fixesOf(fs []Finding) image.Fixes {
 			seen["syscall "+f.Keep] = true
 			fx.Keep = append(fx.Keep, image.Fix{What: f.Keep, Why: f.Kind + ": " + f.Evidence})
 		}
+		if f.Restore != "" && !seen["restore "+f.Restore] {
+			seen["restore "+f.Restore] = true
+			fx.ShakeKeep = append(fx.ShakeKeep, image.Fix{What: f.Restore, Why: f.Kind + ": " + f.Evidence})
+		}
 		if f.Allow != "" && !seen["seccomp "+f.Allow] {
 			seen["seccomp "+f.Allow] = true
 			fx.Seccomp = append(fx.Seccomp, image.Fix{What: f.Allow, Why: f.Kind + ": " + f.Evidence})
@@ -334,7 +343,7 @@ func boot(ctx context.Context, opts Options, sp *spec.Spec, n int, traced bool) 
 		r.Error = err.Error()
 	}
 	if res != nil {
-		r.Findings = SeccompFindings(res.Seccomp)
+		r.Findings = append(SeccompFindings(res.Seccomp), RemovedFindings(res)...)
 		r.ExitCode, r.StopRequested = res.ExitCode, res.StopRequested
 		if cfg.OnReady == nil {
 			r.Ready = res.ExitCode == 0

@@ -37,6 +37,8 @@ type console struct {
 	acks                          map[string]chan struct{}
 	// onClock answers the init's EventClock (nil: no answer).
 	onClock func()
+	// onFault is told of each EventFault's kernel line (nil: nothing).
+	onFault func(string)
 	// onSeccomp is told of each EventSeccomp (nil: nothing).
 	onSeccomp func(SeccompEvent)
 	// onState is told of each EventState and EventStateFull (nil:
@@ -139,6 +141,10 @@ func (c *console) line(line string, now time.Duration) {
 	case protocol.EventState, protocol.EventStateFull:
 		if s, err := protocol.ParseStateInfo(e.Msg); err == nil && c.onState != nil {
 			c.onState(s, e.Kind == protocol.EventStateFull)
+		}
+	case protocol.EventFault:
+		if c.onFault != nil {
+			c.onFault(e.Msg)
 		}
 	case protocol.EventExit, protocol.EventError:
 		if c.final == nil {

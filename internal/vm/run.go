@@ -16,6 +16,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/child"
 	"github.com/bespoke-os/bespoke/internal/flock"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
+	"github.com/bespoke-os/bespoke/internal/libshake"
 )
 
 // Result is what one boot did.
@@ -39,6 +40,12 @@ type Result struct {
 	StopRequested bool
 	// Blobs holds the files the guest sent over the console.
 	Blobs *protocol.Blobs
+	// Faults are the kernel's reports of the faults the program died of
+	// ("traps: redis-server[38] trap int3 ip:... in libc.so.6[...]").
+	Faults []string
+	// Removed are the functions --shake-libs removed that the faults
+	// hit (the image's shake-map.json).
+	Removed []libshake.Removal
 	// Seccomp are the syscalls the program made outside the image's
 	// seccomp allowlist, each once.
 	Seccomp []SeccompEvent
@@ -212,6 +219,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	start := time.Now()
 	con := newConsole(start, p.ready.re, res.Blobs)
 	con.onClock = func() { guestIn.WriteString(protocol.FormatTime(time.Now()) + "\n") }
+	var shakeMap *libshake.Map
+	if cfg.ImageDir != "" {
+		if shakeMap, err = libshake.ReadMap(filepath.Join(cfg.ImageDir, libshake.MapFile)); err != nil {
+			fmt.Fprintf(status, "bespoke: %v\n", err)
+		}
+	}
+	con.onFault = func(msg string) {
+		res.Faults = append(res.Faults, msg)
+		fmt.Fprintf(status, "bespoke: the kernel: %s\n", msg)
+		if r, ok := shakeMap.Fault(msg); ok {
+			res.Removed = append(res.Removed, r)
+			fmt.Fprintf(status, "bespoke: the program called %s, which --shake-libs removed from the image (%s): bespoke verify --fix restores it, or build with shake_libs: off\n", r, libshake.MapFile)
+		}
+	}
 	con.onSeccomp = func(e SeccompEvent) { fmt.Fprintf(status, "bespoke: seccomp: %s\n", e) }
 	con.onState = func(s protocol.StateInfo, full bool) { fmt.Fprintf(status, "bespoke: %s\n", StateLine(s, full)) }
 	waitc, err := child.Start(cmd)

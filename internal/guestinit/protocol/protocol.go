@@ -335,6 +335,10 @@ const (
 	// EventStateFull: the state directory is full, or nearly
 	// (StateInfo.Full; once, until it has room again); Msg is a StateInfo.
 	EventStateFull = "state-full"
+	// EventFault: the program died of a fault the kernel reported; Msg is
+	// the kernel's line ("traps: NAME[PID] trap int3 ip:... in
+	// FILE[OFFSET,START+SIZE]"). Sent before EventExit.
+	EventFault = "fault"
 )
 
 // StateFullBytes is the room below which a state directory is full
@@ -431,7 +435,7 @@ func (e Event) Format() string {
 		fmt.Fprintf(&b, " code=%d", e.Code)
 	}
 	fmt.Fprintf(&b, " uptime=%.3f", e.Uptime)
-	if e.Kind == EventError || e.Kind == EventAck || e.Kind == EventSeccomp || e.Kind == EventState || e.Kind == EventStateFull {
+	if e.Kind == EventError || e.Kind == EventAck || e.Kind == EventSeccomp || e.Kind == EventState || e.Kind == EventStateFull || e.Kind == EventFault {
 		fmt.Fprintf(&b, " msg=%s", strconv.Quote(e.Msg))
 	}
 	return b.String()
@@ -449,7 +453,7 @@ func ParseEvent(line string) (Event, bool) {
 	var e Event
 	kind, rest, _ := strings.Cut(rest, " ")
 	switch kind {
-	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock, EventSeccomp, EventState, EventStateFull:
+	case EventStarted, EventExec, EventExit, EventError, EventAck, EventClock, EventSeccomp, EventState, EventStateFull, EventFault:
 		e.Kind = kind
 	default:
 		return Event{}, false

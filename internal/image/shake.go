@@ -1,0 +1,155 @@
+package image
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/libshake"
+	"github.com/bespoke-os/bespoke/internal/spec"
+)
+
+// ShakeReport is report.json's shake: what --shake-libs removed.
+type ShakeReport struct {
+	Mode         string             `json:"mode"`
+	Objects      []*libshake.Result `json:"objects"`
+	TextBytes    int64              `json:"text_bytes"`
+	RemovedBytes int64              `json:"removed_bytes"`
+	Removed      int                `json:"removed_functions"`
+}
+
+// shakeObjects are the x86-64 ELF files among the root's host files.
+func shakeObjects(files []initramfs.HostFile) []libshake.Object {
+	var objs []libshake.Object
+	for _, f := range files {
+		head := make([]byte, 4)
+		fh, err := os.Open(f.Source)
+		if err != nil {
+			continue
+		}
+		_, err = fh.ReadAt(head, 0)
+		fh.Close()
+		if err != nil || !bytes.Equal(head, []byte("\x7fELF")) {
+			continue
+		}
+		objs = append(objs, libshake.Object{
+			Path: f.Path, Host: f.Source,
+			Loader: f.Kind == "interpreter" || strings.HasPrefix(path.Base(f.Path), "ld-linux"),
+		})
+	}
+	return objs
+}
+
+// keepLists splits FILE:FUNCTION entries into lists by file.
+func keepLists(entries []string) map[string][]string {
+	out := map[string][]string{}
+	for _, e := range entries {
+		if f, fn, ok := strings.Cut(e, ":"); ok {
+			out[f] = append(out[f], fn)
+		}
+	}
+	return out
+}
+
+// shakeRoot returns the root's Rewrite for a spec that shakes its
+// libraries: shaken copies go to dir, the map to stage.
+func (b *builder) shakeRoot(dir string, keep []string) func([]initramfs.HostFile) (map[string]string, error) {
+	if b.sp.ShakeLibs != spec.ShakeStatic {
+		return nil
+	}
+	return func(files []initramfs.HostFile) (map[string]string, error) {
+		// A function verify --fix restored stays, shake_remove or not.
+		remove := slices.DeleteFunc(slices.Clone(b.sp.ShakeRemove), func(r string) bool { return slices.Contains(keep, r) })
+		sm, rep, repl, err := shakeFiles(shakeObjects(files), keepLists(keep), keepLists(remove), dir)
+		if err != nil {
+			return nil, err
+		}
+		rep.Mode = b.sp.ShakeLibs
+		for _, r := range rep.Objects {
+			switch {
+			case r.Whole != "":
+				fmt.Fprintf(b.log, "shake %s: kept whole: %s\n", r.Path, r.Whole)
+			default:
+				fmt.Fprintf(b.log, "shake %s: %d of %d functions removed, %s of %s of code\n", r.Path, r.Removed, r.Functions, humanBytes(r.RemovedBytes), humanBytes(r.TextBytes))
+			}
+			for _, u := range r.Unknown {
+				fmt.Fprintf(b.log, "shake %s: no function %s to keep\n", r.Path, u)
+			}
+		}
+		b.report.Shake = rep
+		if err := writeJSON(filepath.Join(b.stage, libshake.MapFile), sm); err != nil {
+			return nil, err
+		}
+		return repl, nil
+	}
+}
+
+// shakeFiles shakes objs and writes the shaken copies below dir.
+func shakeFiles(objs []libshake.Object, keep, remove map[string][]string, dir string) (*libshake.Map, *ShakeReport, map[string]string, error) {
+	results, err := libshake.Shake(libshake.Options{Objects: objs, Keep: keep, Remove: remove})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sm := &libshake.Map{Objects: []libshake.MapObject{}}
+	rep := &ShakeReport{Objects: results}
+	repl := map[string]string{}
+	for _, r := range results {
+		rep.TextBytes += r.TextBytes
+		rep.RemovedBytes += r.RemovedBytes
+		rep.Removed += r.Removed
+		if len(r.Ranges) == 0 {
+			continue
+		}
+		out := filepath.Join(dir, filepath.FromSlash(r.Path))
+		if err := r.Write(out); err != nil {
+			return nil, nil, nil, fmt.Errorf("shaking %s: %w", r.Path, err)
+		}
+		repl[r.Path] = out
+		sm.Objects = append(sm.Objects, r.MapObject())
+	}
+	return sm, rep, repl, nil
+}
+
+// restoreFunctions writes, for each FILE:FUNCTION of keep, FILE with the
+// function restored into stage, and stage's shake map without it. It
+// returns the files to add to the root and where their data is.
+func restoreFunctions(dir, stage string, keep []Fix, log io.Writer) ([]string, map[string]string, error) {
+	if len(keep) == 0 {
+		return nil, nil, nil
+	}
+	sm, err := libshake.ReadMap(filepath.Join(dir, libshake.MapFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	if sm == nil {
+		return nil, nil, fmt.Errorf("restoring %s: the image has no %s", whats(keep)[0], libshake.MapFile)
+	}
+	replace := map[string]string{}
+	var paths []string
+	for _, k := range keep {
+		file, fn, _ := strings.Cut(k.What, ":")
+		i := slices.IndexFunc(sm.Objects, func(o libshake.MapObject) bool { return o.Path == file })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("restoring %s: %s was not shaken", fn, file)
+		}
+		out := filepath.Join(stage, ".restored", filepath.FromSlash(file))
+		if sm.Objects[i], err = sm.Objects[i].Restore(fn, out); err != nil {
+			return nil, nil, err
+		}
+		if _, ok := replace[file]; !ok {
+			paths = append(paths, file)
+		}
+		replace[file] = out
+		fmt.Fprintf(log, "amend: root: restored %s in %s\n", fn, file)
+	}
+	if err := writeJSON(filepath.Join(stage, libshake.MapFile), sm); err != nil {
+		return nil, nil, err
+	}
+	return paths, replace, nil
+}

@@ -1,0 +1,205 @@
+package libshake
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const libDir = "/usr/lib/x86_64-linux-gnu"
+
+// hostObjects returns the host's date, its libc and the dynamic loader.
+func hostObjects(t *testing.T) []Object {
+	t.Helper()
+	var objs []Object
+	for _, p := range []string{"/usr/bin/date", libDir + "/libc.so.6", libDir + "/ld-linux-x86-64.so.2"} {
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			t.Skipf("%s: %v", p, err)
+		}
+		objs = append(objs, Object{Path: real, Host: real, Loader: strings.Contains(p, "ld-linux")})
+	}
+	return objs
+}
+
+// TestShakeRunsOnHost shakes date and libc, then runs the shaken date
+// with the shaken libc (through the host's loader) and compares what it
+// prints with the host's date: removal left every function date needs.
+func TestShakeRunsOnHost(t *testing.T) {
+	objs := hostObjects(t)
+	results, err := Shake(Options{Objects: objs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := map[string]string{}
+	for _, r := range results {
+		t.Logf("%s: kept whole %q, %d of %d functions removed, %d of %d bytes", r.Path, r.Whole, r.Removed, r.Functions, r.RemovedBytes, r.TextBytes)
+		if r.Path == objs[2].Path {
+			if r.Whole == "" || r.Removed != 0 {
+				t.Errorf("the loader: %+v, want it kept whole", r)
+			}
+			continue
+		}
+		if r.Whole != "" || r.Removed == 0 || r.RemovedBytes == 0 {
+			t.Fatalf("%s: %+v, want functions removed", r.Path, r)
+		}
+		p := filepath.Join(dir, filepath.Base(r.Path))
+		if err := r.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		out[r.Path] = p
+		// Every removed byte is int3; every other byte is the host's.
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile(r.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Clone(orig)
+		for _, f := range r.Ranges {
+			for a := f.Start; a < f.End; a++ {
+				want[r.offset(a)] = 0xcc
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the shaken copy differs from the host's file outside the removed functions", r.Path)
+		}
+	}
+	libs := t.TempDir()
+	if err := os.Symlink(out[objs[1].Path], filepath.Join(libs, "libc.so.6")); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-u", "-d", "@1700000000", "+%Y-%m-%d %H:%M:%S %A %j"}
+	want, err := exec.Command("/usr/bin/date", args...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(objs[2].Path, append([]string{"--library-path", libs, out[objs[0].Path]}, args...)...)
+	got, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the shaken date: %v: %q, want %q", err, got, want)
+	}
+}
+
+// TestShakeKeepRemove: Keep makes a removed function stay; Remove takes a
+// reachable one out; an unknown name in Remove is an error.
+func TestShakeKeepRemove(t *testing.T) {
+	objs := hostObjects(t)
+	libc := objs[1].Path
+	base, err := Shake(Options{Objects: objs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := func(rs []*Result, name string) bool {
+		for _, f := range rs[1].Ranges {
+			if f.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	// date never calls accept4; it does call clock_gettime.
+	if !removed(base, "accept4") {
+		t.Fatalf("accept4 kept in libc for date")
+	}
+	if removed(base, "clock_gettime") {
+		t.Fatalf("clock_gettime removed from libc for date")
+	}
+	kept, err := Shake(Options{Objects: objs, Keep: map[string][]string{libc: {"accept4", "no_such_function"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed(kept, "accept4") {
+		t.Errorf("Keep accept4: still removed")
+	}
+	if got := kept[1].Unknown; len(got) != 1 || got[0] != "no_such_function" {
+		t.Errorf("unknown keeps %v, want [no_such_function]", got)
+	}
+	rm, err := Shake(Options{Objects: objs, Remove: map[string][]string{libc: {"clock_gettime"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !removed(rm, "clock_gettime") {
+		t.Errorf("Remove clock_gettime: kept")
+	}
+	if _, err := Shake(Options{Objects: objs, Remove: map[string][]string{libc: {"no_such_function"}}}); err == nil || !strings.Contains(err.Error(), "no_such_function") {
+		t.Errorf("Remove of an unknown function: %v, want an error naming it", err)
+	}
+}
+
+// TestShakeKeptWhole: an object that cannot be analysed is kept whole,
+// with the reason, never half-shaken.
+func TestShakeKeptWhole(t *testing.T) {
+	dir := t.TempDir()
+	date, err := os.ReadFile("/usr/bin/date")
+	if err != nil {
+		t.Skip(err)
+	}
+	// date without .eh_frame: its section name changed.
+	noEH := bytes.Replace(date, []byte(".eh_frame\x00"), []byte(".xx_frame\x00"), 1)
+	// date with an undecodable instruction (3DNow!'s 0f 0f) at the start
+	// of a function's code.
+	o, err := load(Object{Path: "/usr/bin/date", Host: "/usr/bin/date"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := o.elf.Entry
+	badInst := bytes.Clone(date)
+	copy(badInst[o.text.Offset+(entry-o.text.Addr):], []byte{0x0f, 0x0f})
+	o.close()
+	// An object of another machine: the header's e_machine is aarch64.
+	arm := bytes.Clone(date)
+	arm[18], arm[19] = 183, 0
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"no-eh-frame": {noEH, "no .eh_frame"},
+		"bad-inst":    {badInst, "does not know"},
+		"aarch64":     {arm, "not an x86-64 object"},
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, tc.data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := Shake(Options{Objects: []Object{{Path: "/" + name, Host: p}}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r := rs[0]; !strings.Contains(r.Whole, tc.want) || r.Removed != 0 || len(r.Ranges) != 0 {
+			t.Errorf("%s: %+v, want kept whole: %q", name, r, tc.want)
+		}
+	}
+}
+
+func TestMapFault(t *testing.T) {
+	m := &Map{Objects: []MapObject{{
+		Path: "/usr/bin/redis-check-rdb", TextAddr: 0x601d0, TextOffset: 0x601d0,
+		Removed: []Function{{Name: "getCommand", Start: 0xab200, End: 0xab240}, {Name: "incrCommand", Start: 0xac140, End: 0xac14a}},
+	}}}
+	for _, tc := range []struct {
+		msg  string
+		want string
+	}{
+		{"traps: redis-server[39] trap int3 ip:557ae469e141 sp:7ffdd941df68 error:0 in redis-check-rdb[ac141,557ae4651000+117000]", "incrCommand of /usr/bin/redis-check-rdb"},
+		{"traps: redis-server[39] trap int3 ip:1 sp:2 error:0 in redis-check-rdb[ab201,557ae4651000+117000]", "getCommand of /usr/bin/redis-check-rdb"},
+		{"traps: redis-server[39] trap int3 ip:1 sp:2 error:0 in redis-check-rdb[ab300,557ae4651000+117000]", ""},
+		{"traps: redis-server[39] trap int3 ip:1 sp:2 error:0 in libc.so.6[ac141,7f0000000000+156000]", ""},
+		{"redis-server[9]: segfault at 0 ip 0 sp 0 error 4", ""},
+	} {
+		r, ok := m.Fault(tc.msg)
+		if got := map[bool]string{true: r.String()}[ok]; got != tc.want {
+			t.Errorf("Fault(%q) = %q, want %q", tc.msg, got, tc.want)
+		}
+	}
+	var none *Map
+	if _, ok := none.Fault("traps: x[1] trap int3 ip:1 sp:2 error:0 in x[1,2+3]"); ok {
+		t.Errorf("a nil map found a removed function")
+	}
+}
