@@ -1007,6 +1007,9 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 	}
 	b.report.NotInImage = pkgs
 	detail := fmt.Sprintf("%s: %d entries, %s of files, %s compressed", b.sp.Root, len(rep.Files), humanBytes(rep.FileBytes), humanBytes(rep.CompressedBytes))
+	if sh := b.report.Shake; sh != nil {
+		detail += fmt.Sprintf("; shaken (%s): %s of %s of code removed", sh.Mode, humanBytes(sh.RemovedBytes), humanBytes(sh.TextBytes))
+	}
 	if n := len(b.report.DataTrees); n > 0 {
 		var ns []string
 		for _, t := range b.report.DataTrees {

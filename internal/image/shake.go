@@ -22,6 +22,10 @@ type ShakeReport struct {
 	TextBytes    int64              `json:"text_bytes"`
 	RemovedBytes int64              `json:"removed_bytes"`
 	Removed      int                `json:"removed_functions"`
+	// GadgetsBefore and GadgetsAfter sum the objects' ROP gadgets
+	// (libshake.Gadgets).
+	GadgetsBefore int `json:"gadgets_before"`
+	GadgetsAfter  int `json:"gadgets_after"`
 }
 
 // shakeObjects are the x86-64 ELF files among the root's host files.
@@ -76,7 +80,7 @@ func (b *builder) shakeRoot(dir string, keep []string) func([]initramfs.HostFile
 			case r.Whole != "":
 				fmt.Fprintf(b.log, "shake %s: kept whole: %s\n", r.Path, r.Whole)
 			default:
-				fmt.Fprintf(b.log, "shake %s: %d of %d functions removed, %s of %s of code\n", r.Path, r.Removed, r.Functions, humanBytes(r.RemovedBytes), humanBytes(r.TextBytes))
+				fmt.Fprintf(b.log, "shake %s: %d of %d functions removed, %s of %s of code; ROP gadgets %d -> %d\n", r.Path, r.Removed, r.Functions, humanBytes(r.RemovedBytes), humanBytes(r.TextBytes), r.GadgetsBefore, r.GadgetsAfter)
 			}
 			for _, u := range r.Unknown {
 				fmt.Fprintf(b.log, "shake %s: no function %s to keep\n", r.Path, u)
@@ -103,6 +107,8 @@ func shakeFiles(objs []libshake.Object, keep, remove map[string][]string, dir st
 		rep.TextBytes += r.TextBytes
 		rep.RemovedBytes += r.RemovedBytes
 		rep.Removed += r.Removed
+		rep.GadgetsBefore += r.GadgetsBefore
+		rep.GadgetsAfter += r.GadgetsAfter
 		if len(r.Ranges) == 0 {
 			continue
 		}

@@ -23,6 +23,7 @@
 package libshake
 
 import (
+	"bytes"
 	"debug/elf"
 	"fmt"
 	"io"
@@ -70,6 +71,10 @@ type Result struct {
 	// overwritten.
 	TextBytes    int64 `json:"text_bytes"`
 	RemovedBytes int64 `json:"removed_bytes"`
+	// GadgetsBefore and GadgetsAfter count the ROP gadgets of .text
+	// (Gadgets) in the host's file and in the shaken copy.
+	GadgetsBefore int `json:"gadgets_before"`
+	GadgetsAfter  int `json:"gadgets_after"`
 	// Unknown are names in Options.Keep that matched no function.
 	Unknown []string `json:"unknown_keep,omitempty"`
 
@@ -181,6 +186,10 @@ func Shake(opts Options) ([]*Result, error) {
 	}
 	for i, o := range s.objs {
 		r := results[i]
+		if o.text != nil && o.textData != nil {
+			r.GadgetsBefore = Gadgets(o.textData)
+			r.GadgetsAfter = r.GadgetsBefore
+		}
 		if o.whole != "" {
 			r.Whole = o.whole
 			continue
@@ -195,6 +204,15 @@ func Shake(opts Options) ([]*Result, error) {
 				r.RemovedBytes += int64(f.end - f.start)
 				r.Ranges = append(r.Ranges, Function{Name: o.name(f), Start: f.start, End: f.end})
 			}
+		}
+		if len(r.Ranges) > 0 {
+			text := bytes.Clone(o.textData)
+			for _, f := range r.Ranges {
+				for a := f.Start; a < f.End; a++ {
+					text[a-o.text.Addr] = 0xcc
+				}
+			}
+			r.GadgetsAfter = Gadgets(text)
 		}
 	}
 	return results, nil

@@ -203,3 +203,21 @@ func TestMapFault(t *testing.T) {
 		t.Errorf("a nil map found a removed function")
 	}
 }
+
+func TestGadgets(t *testing.T) {
+	for _, tc := range []struct {
+		code []byte
+		want int
+	}{
+		{[]byte{0xc3}, 1},                   // ret
+		{[]byte{0x58, 0xc3}, 2},             // pop rax; ret, and ret
+		{[]byte{0x5f, 0x58, 0xc3}, 3},       // pop rdi; pop rax; ret
+		{[]byte{0xeb, 0x00, 0xc3}, 1},       // a jump before the ret breaks the chain
+		{[]byte{0xcc, 0xcc, 0xcc, 0xcc}, 0}, // int3 only
+		{[]byte{0x90, 0x90}, 0},
+	} {
+		if got := Gadgets(tc.code); got != tc.want {
+			t.Errorf("Gadgets(% x) = %d, want %d", tc.code, got, tc.want)
+		}
+	}
+}
