@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# docs/shake.md: the six examples built twice on one kernel, with their
-# programs and libraries copied whole (--shake-libs off) and shaken
-# (--shake-libs static), each shaken image then checked with bespoke
-# verify; a table of code removed, ROP gadgets, and the compressed root
-# and whole image before and after.
+# docs/shake.md: the six examples built three times on one kernel, with
+# their programs and libraries copied whole (--shake-libs off) and shaken
+# (--shake-libs static, then profile), each shaken image then checked with
+# bespoke verify; a table of code removed, ROP gadgets, and the compressed
+# root and whole image before and after.
 # Every image reuses the kernel of KERNEL_FROM (default out/results/redis.image,
 # scripts/results.sh's shared qemu-pc kernel), so the sizes differ by the
 # root only.
@@ -18,40 +18,49 @@ kernel=${KERNEL_FROM:-out/results/redis.image}
 mkdir -p "$out"
 log() { echo "== $*" >&2; }
 for app in "${apps[@]}"; do
-  for mode in off static; do
+  for mode in off static profile; do
     img="$out/$app.$mode.image"
     log "$app: build --shake-libs $mode (log: $img.build.log)"
     bin/bespoke build -f "examples/$app/bespoke.yaml" --target qemu-pc --kernel-from "$kernel" \
       --shake-libs "$mode" -o "$img" >"$img.build.log" 2>&1
   done
-  log "$app: verify the shaken image (log: $out/$app.verify.log)"
-  bin/bespoke verify "$out/$app.static.image" >"$out/$app.verify.txt" 2>"$out/$app.verify.log" || true
+  for mode in static profile; do
+    log "$app: verify the $mode image (log: $out/$app.$mode.verify.log)"
+    bin/bespoke verify "$out/$app.$mode.image" >"$out/$app.$mode.verify.txt" 2>"$out/$app.$mode.verify.log" || true
+  done
 done
-echo "| application | code in the root | removed | ROP gadgets (before -> after) | root, compressed (off -> static) | whole image (off -> static) | verify |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| application | mode | code in the root | removed | ROP gadgets (before -> after) | root, compressed (off -> shaken) | whole image (off -> shaken) | restored by the smoke boot | verify |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for app in "${apps[@]}"; do
-  python3 - "$out/$app.off.image/report.json" "$out/$app.static.image/report.json" "$(cat "$out/$app.verify.txt")" "$app" <<'PY'
+  for mode in static profile; do
+    python3 - "$out/$app.off.image/report.json" "$out/$app.$mode.image/report.json" "$(cat "$out/$app.$mode.verify.txt")" "$app" "$mode" <<'PY'
 import json, sys
 off, st = (json.load(open(p)) for p in sys.argv[1:3])
 sh = st["shake"]
 mb = lambda n: "%.2f MB" % (n / 1e6)
 pct = lambda a, b: "%+.1f%%" % (100.0 * (b - a) / a)
-print("| %s | %s | %s (%.0f%%), %d functions | %d -> %d (%s) | %s -> %s (%s) | %s -> %s (%s) | %s |" % (
-    sys.argv[4], mb(sh["text_bytes"]), mb(sh["removed_bytes"]), 100.0 * sh["removed_bytes"] / sh["text_bytes"], sh["removed_functions"],
+verdict = sys.argv[3].split(":")[1].strip().split(" ")[0] if ":" in sys.argv[3] else sys.argv[3]
+print("| %s | %s | %s | %s (%.0f%%), %d functions | %d -> %d (%s) | %s -> %s (%s) | %s -> %s (%s) | %d | %s |" % (
+    sys.argv[4], sys.argv[5], mb(sh["text_bytes"]), mb(sh["removed_bytes"]), 100.0 * sh["removed_bytes"] / sh["text_bytes"], sh["removed_functions"],
     sh["gadgets_before"], sh["gadgets_after"], pct(sh["gadgets_before"], sh["gadgets_after"]),
     mb(off["initramfs_bytes"]), mb(st["initramfs_bytes"]), pct(off["initramfs_bytes"], st["initramfs_bytes"]),
     mb(off["total_bytes"]), mb(st["total_bytes"]), pct(off["total_bytes"], st["total_bytes"]),
-    sys.argv[3].split(":")[1].strip().split(" ")[0] if ":" in sys.argv[3] else sys.argv[3]))
+    len(sh.get("restored") or []), verdict))
 PY
+  done
 done
 echo
 echo "Per object (shaken images):"
 for app in "${apps[@]}"; do
-  python3 - "$out/$app.static.image/report.json" "$app" <<'PY'
+  for mode in static profile; do
+    python3 - "$out/$app.$mode.image/report.json" "$app" "$mode" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 for o in r["shake"]["objects"]:
     what = "kept whole: " + o["kept_whole"] if o.get("kept_whole") else "%d of %d functions, %.1f of %.1f KB" % (o["removed"], o["functions"], o["removed_bytes"] / 1e3, o["text_bytes"] / 1e3)
-    print("%s\t%s\t%s\tgadgets %d -> %d" % (sys.argv[2], o["path"], what, o["gadgets_before"], o["gadgets_after"]))
+    print("%s\t%s\t%s\t%s\tgadgets %d -> %d" % (sys.argv[2], sys.argv[3], o["path"], what, o["gadgets_before"], o["gadgets_after"]))
+for f in r["shake"].get("restored") or []:
+    print("%s\t%s\trestored: %s" % (sys.argv[2], sys.argv[3], f))
 PY
+  done
 done

@@ -57,6 +57,7 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 	for _, r := range rows {
 		kernelReport(w, r)
 		dataReport(w, r.Rep)
+		shakeReport(w, r.Rep)
 	}
 	for _, n := range notes(rows) {
 		fmt.Fprintf(env.Stderr, "bespoke report: %s\n", n)
@@ -188,6 +189,26 @@ func dataReport(w io.Writer, rep *image.Report) {
 			fmt.Fprintf(w, "- %s\n", l)
 		}
 	}
+}
+
+// shakeReport prints what --shake-libs removed from an image's programs
+// and libraries.
+func shakeReport(w io.Writer, rep *image.Report) {
+	sh := rep.Shake
+	if sh == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n### %s: programs and libraries shaken (%s)\n\n", rep.Name, sh.Mode)
+	fmt.Fprintln(w, "| object | functions removed | code removed | ROP gadgets |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- |")
+	for _, o := range sh.Objects {
+		if o.Whole != "" {
+			fmt.Fprintf(w, "| %s | kept whole: %s | 0 of %s | %d |\n", cell(o.Path), cell(o.Whole), kb(o.TextBytes), o.GadgetsBefore)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d of %d | %s of %s | %d -> %d |\n", cell(o.Path), o.Removed, o.Functions, kb(o.RemovedBytes), kb(o.TextBytes), o.GadgetsBefore, o.GadgetsAfter)
+	}
+	fmt.Fprintf(w, "| all | %d | %s of %s | %d -> %d |\n", sh.Removed, kb(sh.RemovedBytes), kb(sh.TextBytes), sh.GadgetsBefore, sh.GadgetsAfter)
 }
 
 // topDirs returns the n directories holding the most of paths, with

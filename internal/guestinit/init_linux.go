@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,6 +156,7 @@ func run() (protocol.Event, error) {
 	if timeout <= 0 {
 		timeout = DefaultStopTimeoutSec * time.Second
 	}
+	watchFaults()
 	return supervise(plan, timeout)
 }
 
@@ -243,20 +246,59 @@ func setRlimits(limits map[string]uint64) error {
 	return nil
 }
 
-// kmsgFaults returns the kernel's reports of user faults in its log
-// (/dev/kmsg): "traps: redis-server[38] trap int3 ip:7f.. sp:7ff.. error:0
-// in libc.so.6[3c050,7f..+..]", "x[9]: segfault at 0 ip ...". The kernel
-// writes them at KERN_INFO, below the console's level, for a fatal
-// signal the program did not handle. Only pid's count.
-func kmsgFaults(pid int) []string {
-	// Raw syscalls: an *os.File would wait in Go's poller for a record
-	// instead of returning EAGAIN at the log's end.
-	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+// faults reports the kernel's reports of user faults (/dev/kmsg), each
+// once, as an EventFault: "traps: redis-server[38] trap int3 ip:7f..
+// sp:7ff.. error:0 in libc.so.6[3c050,7f..+..]", "x[9]: segfault at 0 ip
+// ...". The kernel writes them at KERN_INFO, below the console's level,
+// for a fatal signal the process did not handle: the program's, a
+// thread's, a worker's. nil until watchFaults.
+var faults *faultLog
+
+type faultLog struct {
+	mu    sync.Mutex
+	after uint64 // records up to this sequence number came before
+	seen  map[uint64]bool
+}
+
+// watchFaults starts reporting the faults from now on: as they come, and
+// on drain (the program died: its fault is reported before its exit,
+// whichever of the two readers gets it first).
+func watchFaults() {
+	f := &faultLog{seen: map[uint64]bool{}}
+	readKmsg(unix.O_NONBLOCK, func(seq uint64, _ string) { f.after = max(f.after, seq) })
+	faults = f
+	go readKmsg(0, f.report)
+}
+
+// drain reports the faults in the log not yet reported.
+func (f *faultLog) drain() {
+	if f != nil {
+		readKmsg(unix.O_NONBLOCK, f.report)
+	}
+}
+
+func (f *faultLog) report(seq uint64, msg string) {
+	if !IsFault(msg) {
+		return
+	}
+	f.mu.Lock()
+	dup := seq <= f.after || f.seen[seq]
+	f.seen[seq] = true
+	f.mu.Unlock()
+	if !dup {
+		say(protocol.Event{Kind: protocol.EventFault, Msg: msg, Uptime: uptime()})
+	}
+}
+
+// readKmsg calls fn with each record of the kernel's log, from the
+// oldest: to its end with O_NONBLOCK, else for ever. Raw syscalls: an
+// *os.File would go through Go's poller, which /dev/kmsg does not suit.
+func readKmsg(flags int, fn func(seq uint64, msg string)) {
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_CLOEXEC|flags, 0)
 	if err != nil {
-		return nil
+		return
 	}
 	defer unix.Close(fd)
-	var out []string
 	buf := make([]byte, 8192)
 	for {
 		n, err := unix.Read(fd, buf)
@@ -264,17 +306,23 @@ func kmsgFaults(pid int) []string {
 			continue // records overwritten since the last read
 		}
 		if err != nil || n <= 0 {
-			return out
+			return
 		}
 		// "PRI,SEQ,TS,FLAGS;MESSAGE\n" and continuation lines.
-		_, msg, ok := strings.Cut(string(buf[:n]), ";")
+		head, msg, ok := strings.Cut(string(buf[:n]), ";")
 		if !ok {
 			continue
 		}
-		msg, _, _ = strings.Cut(msg, "\n")
-		if IsFault(msg) && strings.Contains(msg, fmt.Sprintf("[%d]", pid)) {
-			out = append(out, msg)
+		f := strings.Split(head, ",")
+		if len(f) < 2 {
+			continue
 		}
+		seq, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		msg, _, _ = strings.Cut(msg, "\n")
+		fn(seq, msg)
 	}
 }
 
@@ -364,9 +412,7 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 	for {
 		if ws, done := reap(pid); done {
 			if ws.Signaled() {
-				for _, f := range kmsgFaults(pid) {
-					say(protocol.Event{Kind: protocol.EventFault, Msg: f, Uptime: uptime()})
-				}
+				faults.drain()
 			}
 			return ExitEvent(ws), nil
 		}

@@ -35,6 +35,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/kbuild"
 	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/libshake"
 	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/trace"
@@ -253,6 +254,11 @@ type Workload struct {
 
 // builder carries one build's state between stages.
 type builder struct {
+	// restored are the functions a profile removed that the smoke boot
+	// ran (FILE:FUNCTION), and hit those of the last boot.
+	restored []string
+	hit      []libshake.Removal
+
 	opts    Options
 	sp      *spec.Spec
 	cache   string
@@ -473,12 +479,48 @@ func (b *builder) run(ctx context.Context) error {
 		}
 	}
 	if !b.opts.NoBoot {
-		if err := b.do("boot", func() (string, error) { return b.boot(ctx, img) }); err != nil {
+		if err := b.do("boot", func() (string, error) { return b.bootRepaired(ctx, img, m, state) }); err != nil {
 			return err
 		}
 	}
 	b.report.TotalBytes = b.report.KernelBytes + b.report.InitramfsBytes
 	return writeJSON(filepath.Join(b.stage, ReportFile), &b.report)
+}
+
+// maxProfileRepairs bounds the smoke boots of a profile-shaken image
+// that restore the functions the guest trapped in.
+const maxProfileRepairs = 20
+
+// bootRepaired is the smoke boot. A profile removes what the traced run
+// did not run, and the guest may run more: its CPU picks other
+// implementations (AES without AES-NI under TCG), its limits differ
+// (redis raises its open files), its kernel answers otherwise. Each
+// function the guest traps in goes back into the root, and the image
+// boots again.
+func (b *builder) bootRepaired(ctx context.Context, img *vm.Image, m *manifest.Manifest, state string) (string, error) {
+	for round := 1; ; round++ {
+		detail, err := b.boot(ctx, img)
+		if err == nil {
+			if n := len(b.restored); n > 0 {
+				detail += fmt.Sprintf("; %d functions the profile removed restored after %d boots (report.json shake.restored)", n, round)
+			}
+			return detail, nil
+		}
+		if b.sp.ShakeLibs != spec.ShakeProfile || len(b.hit) == 0 || round >= maxProfileRepairs {
+			return "", err
+		}
+		var names []string
+		for _, r := range b.hit {
+			names = append(names, r.String())
+			b.restored = append(b.restored, r.Object+":"+r.Function)
+		}
+		b.hit = nil
+		fmt.Fprintf(b.opts.Progress, "      boot %d: the guest ran %s, which the profile removed: restoring it and booting again\n", round, strings.Join(names, ", "))
+		fmt.Fprintf(b.log, "==> initramfs (restoring %s)\n", strings.Join(names, ", "))
+		if _, err := b.initramfs(ctx, m, state); err != nil {
+			return "", err
+		}
+	}
 }
 
 // do runs one stage with a progress line before and after.
@@ -591,6 +633,9 @@ func (b *builder) trace(ctx context.Context, state string) (*manifest.Manifest, 
 		Timeout:    b.sp.ReadyTimeout,
 		Grace:      b.sp.StopTimeout,
 		StopSignal: unix.SignalNum(b.sp.StopSignal),
+	}
+	if b.sp.ShakeLibs == spec.ShakeProfile {
+		opts.Coverage = libshake.EntryOffsets
 	}
 	// Trace the program as the user it runs as in the guest: what it
 	// creates in the state directory then has the owner it will need there,
@@ -972,7 +1017,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 	}
 	defer os.RemoveAll(shaken)
 	rep, err := initramfs.Build(ctx, initramfs.Options{
-		Rewrite:     b.shakeRoot(shaken, whats(b.opts.Fixes.ShakeKeep)),
+		Rewrite:     b.shakeRoot(shaken, append(whats(b.opts.Fixes.ShakeKeep), b.restored...), m.FunctionsRun),
 		Manifest:    withoutState(m, state, len(b.sp.Setup) > 0),
 		Init:        init,
 		Config:      cfg,
@@ -1115,6 +1160,7 @@ func (b *builder) boot(ctx context.Context, img *vm.Image) (string, error) {
 	}
 	res, err := vm.Run(ctx, cfg)
 	if res != nil {
+		b.hit = res.Removed
 		b.report.Boot = &Boot{
 			Accel:       res.Accel,
 			InitHost:    res.Boot.Init.Seconds(),

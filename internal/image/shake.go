@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,10 @@ type ShakeReport struct {
 	// (libshake.Gadgets).
 	GadgetsBefore int `json:"gadgets_before"`
 	GadgetsAfter  int `json:"gadgets_after"`
+	// Restored are functions kept beyond the analysis or the profile,
+	// FILE:FUNCTION: verify's fixes (fixes.json shake_keep) and what the
+	// smoke boot of a profile-shaken image ran.
+	Restored []string `json:"restored,omitempty"`
 }
 
 // shakeObjects are the x86-64 ELF files among the root's host files.
@@ -63,18 +68,25 @@ func keepLists(entries []string) map[string][]string {
 
 // shakeRoot returns the root's Rewrite for a spec that shakes its
 // libraries: shaken copies go to dir, the map to stage.
-func (b *builder) shakeRoot(dir string, keep []string) func([]initramfs.HostFile) (map[string]string, error) {
-	if b.sp.ShakeLibs != spec.ShakeStatic {
+func (b *builder) shakeRoot(dir string, keep []string, functionsRun map[string][]uint64) func([]initramfs.HostFile) (map[string]string, error) {
+	if b.sp.ShakeLibs == spec.ShakeOff {
 		return nil
 	}
 	return func(files []initramfs.HostFile) (map[string]string, error) {
 		// A function verify --fix restored stays, shake_remove or not.
 		remove := slices.DeleteFunc(slices.Clone(b.sp.ShakeRemove), func(r string) bool { return slices.Contains(keep, r) })
-		sm, rep, repl, err := shakeFiles(shakeObjects(files), keepLists(keep), keepLists(remove), dir)
+		var ran map[string][]uint64
+		if b.sp.ShakeLibs == spec.ShakeProfile {
+			if ran = functionsRun; ran == nil {
+				return nil, errors.New("shake_libs: profile needs the trace's function coverage, and this build has none (a manifest given with --manifest, or traced without it): build without --manifest")
+			}
+		}
+		sm, rep, repl, err := shakeFiles(shakeObjects(files), keepLists(keep), keepLists(remove), ran, dir)
 		if err != nil {
 			return nil, err
 		}
 		rep.Mode = b.sp.ShakeLibs
+		rep.Restored = keep
 		for _, r := range rep.Objects {
 			switch {
 			case r.Whole != "":
@@ -95,8 +107,8 @@ func (b *builder) shakeRoot(dir string, keep []string) func([]initramfs.HostFile
 }
 
 // shakeFiles shakes objs and writes the shaken copies below dir.
-func shakeFiles(objs []libshake.Object, keep, remove map[string][]string, dir string) (*libshake.Map, *ShakeReport, map[string]string, error) {
-	results, err := libshake.Shake(libshake.Options{Objects: objs, Keep: keep, Remove: remove})
+func shakeFiles(objs []libshake.Object, keep, remove map[string][]string, ran map[string][]uint64, dir string) (*libshake.Map, *ShakeReport, map[string]string, error) {
+	results, err := libshake.Shake(libshake.Options{Objects: objs, Keep: keep, Remove: remove, Ran: ran})
 	if err != nil {
 		return nil, nil, nil, err
 	}

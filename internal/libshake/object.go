@@ -44,6 +44,10 @@ type object struct {
 	strs    []string          // identifier-like strings of its read-only data
 
 	whole string // why it is kept whole ("" when shaken)
+	kept  []int  // functions Options.Keep named
+	// ifuncs are the IFUNC resolvers (IRELATIVE addends, GNU_IFUNC
+	// symbols): each picks one of several implementations by the CPU.
+	ifuncs []uint64
 }
 
 const (
@@ -113,6 +117,9 @@ func load(obj Object) (*object, error) {
 			if _, ok := o.names[s.Value]; !ok {
 				o.names[s.Value] = s.Name
 			}
+		}
+		if t == sttGnuIfunc && s.Section != elf.SHN_UNDEF {
+			o.ifuncs = append(o.ifuncs, s.Value)
 		}
 	}
 	for _, s := range dyn {
@@ -231,6 +238,9 @@ func (o *object) readRelocs(dyn []elf.Symbol) error {
 				switch {
 				case typ == rX86_64_RELATIVE || typ == rX86_64_IRELATIVE:
 					o.roots = append(o.roots, addend)
+					if typ == rX86_64_IRELATIVE {
+						o.ifuncs = append(o.ifuncs, addend)
+					}
 				case (typ == rX86_64_JUMP_SLOT || typ == rX86_64_GLOB_DAT || typ == rX86_64_64) && inGOT(off) && name != "":
 					o.gotSym[off] = name
 				case name != "":

@@ -51,6 +51,16 @@ type Options struct {
 	// Remove names functions removed even if reachable, per Object.Path
 	// (symbol names): a path known to be dead, or a planted fault.
 	Remove map[string][]string
+	// Ran, when set, is a profile: per host file (Object.Host, symlinks
+	// resolved), the file offsets of the function entries that ran under
+	// the workload (trace Options.Coverage). An object it lists keeps
+	// only those functions, the ones Keep names, and the ones entered
+	// where no breakpoint can see it (a reference from a function that
+	// ran into the middle of another: a cold part's jump table entry, a
+	// landing pad, glibc's signal return trampoline, whose FDE starts a
+	// byte early). Objects it does not list were never mapped: the static
+	// analysis decides for them.
+	Ran map[string][]uint64
 }
 
 // Function is a removed function of an object.
@@ -168,6 +178,11 @@ func Shake(opts Options) ([]*Result, error) {
 	}
 	s.run()
 	for _, o := range s.objs {
+		if ran, ok := opts.Ran[realPath(o.Host)]; ok && o.whole == "" {
+			s.profile(o, ran)
+		}
+	}
+	for _, o := range s.objs {
 		for _, name := range opts.Remove[o.Path] {
 			found := false
 			for i, f := range o.funcs {
@@ -266,6 +281,7 @@ func (s *shaker) keep(o *object, k string) bool {
 		if i := o.find(a); i >= 0 {
 			found = true
 			s.markAddr(o, a)
+			o.kept = append(o.kept, i)
 		}
 	}
 	return found

@@ -34,15 +34,20 @@ type Manifest struct {
 	Processes int `json:"processes"`
 	Threads   int `json:"threads"`
 
-	Syscalls    []Syscall    `json:"syscalls"`
-	Sockets     []Socket     `json:"sockets"`
-	Listen      []Listen     `json:"listen"`
-	Paths       []Path       `json:"paths"`
-	Execs       []Exec       `json:"execs"`
-	Libraries   []string     `json:"libraries"`   // shared objects mmap'ed by any traced process
-	Filesystems []Filesystem `json:"filesystems"` // filesystem types used or probed
-	Ioctls      []Ioctl      `json:"ioctls"`
-	Prctls      []Prctl      `json:"prctls"`
+	Syscalls  []Syscall `json:"syscalls"`
+	Sockets   []Socket  `json:"sockets"`
+	Listen    []Listen  `json:"listen"`
+	Paths     []Path    `json:"paths"`
+	Execs     []Exec    `json:"execs"`
+	Libraries []string  `json:"libraries"` // shared objects mmap'ed by any traced process
+	// FunctionsRun are, per executable file a traced process mapped, the
+	// file offsets of the function entries that ran (trace
+	// Options.Coverage; bespoke build --shake-libs profile); a file with
+	// an empty list was mapped and none of its functions ran.
+	FunctionsRun map[string][]uint64 `json:"functions_run,omitempty"`
+	Filesystems  []Filesystem        `json:"filesystems"` // filesystem types used or probed
+	Ioctls       []Ioctl             `json:"ioctls"`
+	Prctls       []Prctl             `json:"prctls"`
 	// ProcSys lists /proc and /sys paths that were opened or probed.
 	ProcSys []string `json:"procsys"`
 	// UIDs and GIDs are the user and group ids the program switched to

@@ -68,12 +68,13 @@ var DataModes = []string{DataTrees, DataTraced}
 
 // Library shaking modes (Spec.ShakeLibs).
 const (
-	ShakeStatic = "static" // remove the functions nothing can reach (internal/libshake)
-	ShakeOff    = "off"    // copy libraries and programs whole
+	ShakeStatic  = "static"  // remove the functions nothing can reach (internal/libshake)
+	ShakeProfile = "profile" // remove the functions that did not run while traced
+	ShakeOff     = "off"     // copy libraries and programs whole
 )
 
 // ShakeModes lists the library shaking modes.
-var ShakeModes = []string{ShakeStatic, ShakeOff}
+var ShakeModes = []string{ShakeStatic, ShakeProfile, ShakeOff}
 
 // Seccomp modes (they match internal/guestinit/protocol's).
 const (
@@ -167,7 +168,8 @@ type Spec struct {
 	Data string
 	// ShakeLibs is ShakeStatic (the image's copies of its programs and
 	// libraries have the functions nothing can reach overwritten with
-	// int3) or ShakeOff (the default).
+	// int3), ShakeProfile (the functions that did not run while the trace
+	// ran the workload) or ShakeOff (the default).
 	ShakeLibs string
 	// ShakeRemove are functions removed even if reachable, each
 	// "FILE:FUNCTION" (a guest path and a symbol name): a path known to be

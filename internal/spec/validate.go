@@ -112,7 +112,7 @@ func (sp *Spec) Validate() error {
 		bad("target", "unknown target %q: want one of %s", sp.Target, strings.Join(Targets, ", "))
 	}
 	if !slices.Contains(ShakeModes, sp.ShakeLibs) {
-		bad("shake_libs", "unknown library shaking mode %q: want %s", sp.ShakeLibs, strings.Join(ShakeModes, " or "))
+		bad("shake_libs", "unknown library shaking mode %q: want %s", sp.ShakeLibs, strings.Join(ShakeModes, ", "))
 	}
 	for i, r := range sp.ShakeRemove {
 		if f, fn, ok := strings.Cut(r, ":"); !ok || !path.IsAbs(f) || fn == "" {
@@ -120,7 +120,7 @@ func (sp *Spec) Validate() error {
 		}
 	}
 	if len(sp.ShakeRemove) > 0 && sp.ShakeLibs == ShakeOff {
-		bad("shake_remove", "shake_remove needs shake_libs: static")
+		bad("shake_remove", "shake_remove needs shake_libs: static or profile")
 	}
 	if !slices.Contains(DataModes, sp.Data) {
 		bad("data", "unknown data mode %q: want %s", sp.Data, strings.Join(DataModes, " or "))

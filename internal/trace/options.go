@@ -60,6 +60,12 @@ type Options struct {
 	// doubles the stops; the guest tracer of bespoke verify uses it.
 	AllResults bool
 
+	// Coverage, when set, records which functions of the traced processes
+	// run (manifest FunctionsRun): it is asked, once per executable file
+	// a process maps, for the file offsets of its functions' entries
+	// (nil: none), and a one-shot breakpoint goes at each.
+	Coverage func(path string) []uint64
+
 	// Credential, when set, runs the program as that user while bespoke
 	// stays root and traces it (the guest's tracer: the program runs as
 	// the image's user).

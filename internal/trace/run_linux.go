@@ -85,6 +85,9 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 	}
 	s.tr = newTracer(seccomp, warn)
 	s.tr.allResults = opts.AllResults
+	if opts.Coverage != nil {
+		s.tr.cov = newCoverage(opts.Coverage)
+	}
 
 	// The program's output goes through pipes: shown, and searched for
 	// the log readiness regex.
@@ -248,6 +251,9 @@ func run(ctx context.Context, opts Options, prog manifest.Program, execPath stri
 	m.Program = prog
 	m.Workload = wl
 	m.Exit = exitOf(s.tr.rootStatus, stopped)
+	if s.tr.cov != nil {
+		m.FunctionsRun = s.tr.cov.result()
+	}
 	for _, w := range warnings {
 		fmt.Fprintf(opts.Log, "trace: warning: %s\n", w)
 	}

@@ -75,6 +75,8 @@ type tracer struct {
 
 	buf  [pageSize]byte
 	warn func(string)
+	// cov, when set, records which functions run (Options.Coverage).
+	cov *coverage
 }
 
 func newTracer(seccomp bool, warn func(string)) *tracer {
@@ -120,6 +122,9 @@ func (t *tracer) start(path string, argv []string, attr *syscall.ProcAttr) error
 	} else {
 		// The program itself was exec'ed: record that exec.
 		t.execed = true
+		if t.cov != nil {
+			t.cov.exec(pid)
+		}
 		t.rec.task(true)
 		t.rec.add(&Event{Pid: pid, Tid: pid, Nr: nrExecve, Exited: true, Paths: []string{path}, Argv: argv})
 	}
@@ -180,6 +185,10 @@ func (t *tracer) handle(tid int, ws unix.WaitStatus) {
 			t.resume(tk, 0) // a group-stop: let it go on
 			return
 		}
+		if sig == unix.SIGTRAP && t.cov != nil && t.cov.trap(tid, tk.tgid) {
+			t.resume(tk, 0) // a coverage breakpoint, undone
+			return
+		}
 		t.resume(tk, sig) // signal-delivery-stop: deliver the signal
 	}
 }
@@ -234,8 +243,14 @@ func (t *tracer) info(tid int) (syscallInfo, bool) {
 func (t *tracer) eventStop(tk *task, cause int) {
 	switch cause {
 	case unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK, unix.PTRACE_EVENT_CLONE:
-		if msg, err := unix.PtraceGetEventMsg(tk.tid); err == nil && t.tasks[int(msg)] == nil {
-			t.newTask(int(msg))
+		if msg, err := unix.PtraceGetEventMsg(tk.tid); err == nil {
+			child := t.tasks[int(msg)]
+			if child == nil {
+				child = t.newTask(int(msg))
+			}
+			if t.cov != nil && child.tgid != tk.tgid {
+				t.cov.fork(tk.tgid, child.tgid)
+			}
 		}
 	case unix.PTRACE_EVENT_EXEC:
 		if msg, err := unix.PtraceGetEventMsg(tk.tid); err == nil && int(msg) != tk.tid {
@@ -250,6 +265,9 @@ func (t *tracer) eventStop(tk *task, cause int) {
 			t.stub = false
 			t.execed = true
 			t.rec.task(true)
+		}
+		if t.cov != nil && !t.stub {
+			t.cov.exec(tk.tgid)
 		}
 	case unix.PTRACE_EVENT_SECCOMP:
 		si, ok := t.info(tk.tid)
@@ -272,6 +290,9 @@ func (t *tracer) syscallStop(tk *task) {
 				tk.ev.Exited = true
 				tk.ev.Ret = int64(si.Nr)
 				t.exit(tk)
+				if t.cov != nil && tk.ev.Mapped != "" {
+					t.cov.arm(tk.tgid)
+				}
 				t.rec.add(&tk.ev)
 				tk.ev = Event{}
 			}
@@ -302,7 +323,7 @@ func (t *tracer) entry(tk *task, si syscallInfo) {
 	}
 	ev := Event{Pid: tk.tgid, Tid: tk.tid, Nr: nr, Args: si.Args}
 	t.read(tk, sp, &ev)
-	if sp.needExit {
+	if sp.needExit || t.cov != nil && ev.Mapped != "" {
 		tk.ev = ev
 		tk.wantExit = true
 		return

@@ -21,6 +21,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/kbuild"
 	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
+	"github.com/bespoke-os/bespoke/internal/manifest"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/testenv"
 	"github.com/bespoke-os/bespoke/internal/testkernel"
@@ -379,4 +380,67 @@ shake_remove: ["`+real+`:incrCommand"]
 		t.Fatalf("verify of the amended image: %v, %+v", err, res)
 	}
 	onlyLogged(t, res.Rounds[0].Findings)
+}
+
+// TestVerifyShakeProfile builds Redis with its programs and libraries
+// shaken by a profile (--shake-libs profile): only the functions that ran
+// while the build traced the workload stay, and the smoke boot restores
+// what the guest runs beyond them. The image passes its own workload;
+// INCR, which the trace never ran, traps in a removed function, verify
+// names it, and --fix restores what INCR needs, round by round.
+func TestVerifyShakeProfile(t *testing.T) {
+	testenv.Command(t, "qemu-system-x86_64")
+	testenv.Command(t, "redis-server")
+	testenv.File(t, ksrc.DefaultSource)
+	sp, err := spec.Parse(filepath.Join(t.TempDir(), "bespoke.yaml"), []byte(`
+name: redis-profile
+cmd: redis-server --port {port} --save '' --appendonly no --protected-mode no --bind 0.0.0.0
+ports: [6379]
+ready: tcp:6379
+workload: redis-benchmark -h {host} -p {port} -q -n 1000 -c 4 -t set,get
+workload_timeout: 2m
+shake_libs: profile
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Kernel.Enable = testkernel.EnableFor(sp.Target)
+	dir := filepath.Join(t.TempDir(), "redis-profile.image")
+	if _, err := image.Build(context.Background(), image.Options{Spec: sp, Out: dir, Progress: testWriter{t}}); err != nil {
+		t.Fatalf("building with a profile: %v", err)
+	}
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := rep.Shake
+	if sh == nil || sh.Mode != spec.ShakeProfile || sh.RemovedBytes*2 < sh.TextBytes {
+		t.Fatalf("report.json shake: %+v, want more than half the code removed by the profile", sh)
+	}
+	t.Logf("profile: %d of %d bytes of code removed, %d functions; gadgets %d -> %d; the smoke boot restored %v",
+		sh.RemovedBytes, sh.TextBytes, sh.Removed, sh.GadgetsBefore, sh.GadgetsAfter, sh.Restored)
+	m, err := manifest.ReadFile(filepath.Join(dir, image.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.FunctionsRun) == 0 {
+		t.Fatalf("the manifest has no functions_run")
+	}
+
+	ctx := context.Background()
+	res, err := verify.Run(ctx, verify.Options{ImageDir: dir, Progress: testWriter{t}})
+	if err != nil || !res.Passed {
+		t.Fatalf("verify with the spec's workload: %v, %+v", err, res)
+	}
+	incr := "redis-benchmark -h {host} -p {port} -q -n 200 -c 2 -t set,get,incr"
+	res, err = verify.Run(ctx, verify.Options{ImageDir: dir, Workload: incr, Fix: true, MaxRounds: 15, Progress: testWriter{t}})
+	if err != nil || !res.Passed {
+		t.Fatalf("verify --fix with INCR: %v, %+v; want a pass", err, res)
+	}
+	if !slices.ContainsFunc(res.Rounds[0].Findings, func(f verify.Finding) bool {
+		return f.Kind == verify.RemovedFunction && strings.HasSuffix(f.Restore, ":incrCommand")
+	}) {
+		t.Errorf("round 1 found %v, want incrCommand removed", res.Rounds[0].Findings)
+	}
+	t.Logf("INCR needed %d rounds", len(res.Rounds))
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -157,7 +158,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !r.Passed && !opts.NoTrace {
+		// A removed function the program trapped in is named by the
+		// kernel already: the diagnosis boot would add nothing.
+		if !r.Passed && !opts.NoTrace && !slices.ContainsFunc(r.Findings, func(f Finding) bool { return f.Kind == RemovedFunction }) {
 			t, err := boot(ctx, opts, sp, n, true)
 			if err != nil {
 				return nil, err
