@@ -24,10 +24,12 @@ for app in "${apps[@]}"; do
     bin/bespoke build -f "examples/$app/bespoke.yaml" --target qemu-pc --kernel-from "$kernel" \
       --shake-libs "$mode" -o "$img" >"$img.build.log" 2>&1
   done
-  for mode in static profile; do
-    log "$app: verify the $mode image (log: $out/$app.$mode.verify.log)"
-    bin/bespoke verify "$out/$app.$mode.image" >"$out/$app.$mode.verify.txt" 2>"$out/$app.$mode.verify.log" || true
-  done
+  log "$app: verify the static image (log: $out/$app.static.verify.log)"
+  bin/bespoke verify "$out/$app.static.image" >"$out/$app.static.verify.txt" 2>"$out/$app.static.verify.log" || true
+  # A profile keeps what the traced run ran: a boot that runs more (a
+  # thread's timing, a shutdown path) traps, and --fix restores it.
+  log "$app: verify --fix the profile image (log: $out/$app.profile.verify.log)"
+  bin/bespoke verify --fix --max-rounds 10 "$out/$app.profile.image" >"$out/$app.profile.verify.txt" 2>"$out/$app.profile.verify.log" || true
 done
 echo "| application | mode | code in the root | removed | ROP gadgets (before -> after) | root, compressed (off -> shaken) | whole image (off -> shaken) | restored by the smoke boot | verify |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"

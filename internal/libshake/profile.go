@@ -103,18 +103,8 @@ func midEntries(o *object, addr uint64, code []byte, visit func(uint64)) {
 			if t >= lo && t < hi {
 				visit(t)
 			}
-			if !in.vex && in.m == 0 && in.op == 0x8d && t&3 == 0 {
-				for k := uint64(0); k < 4096; k++ {
-					v, ok := o.word32(t + 4*k)
-					if !ok {
-						break
-					}
-					target := t + uint64(int64(int32(v)))
-					if target < lo || target >= hi {
-						break
-					}
-					visit(target)
-				}
+			if !in.vex && in.m == 0 && in.op == 0x8d {
+				o.jumpTable(t, visit)
 			}
 		}
 		off += in.len

@@ -26,12 +26,13 @@ import (
 	"bytes"
 	"debug/elf"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/bespoke-os/bespoke/internal/atomicdir"
 )
 
 // Object is one ELF file of an image.
@@ -422,7 +423,16 @@ func (s *shaker) scan(o *object, addr uint64, code []byte, tolerant bool) error 
 // another FDE's range: a function's cold part).
 func (s *shaker) markData(o *object, t uint64, lea bool) {
 	s.markAddr(o, t)
-	if !lea || t&3 != 0 || o.text == nil {
+	if lea {
+		o.jumpTable(t, func(a uint64) { s.markAddr(o, a) })
+	}
+}
+
+// jumpTable calls visit with the entries of the table of 32-bit offsets
+// relative to t (a position-independent jump table, loaded with lea),
+// while they land in .text.
+func (o *object) jumpTable(t uint64, visit func(uint64)) {
+	if t&3 != 0 || o.text == nil {
 		return
 	}
 	lo, hi := o.text.Addr, o.text.Addr+o.text.Size
@@ -435,7 +445,7 @@ func (s *shaker) markData(o *object, t uint64, lea bool) {
 		if target < lo || target >= hi {
 			return
 		}
-		s.markAddr(o, target)
+		visit(target)
 	}
 }
 
@@ -463,25 +473,15 @@ func (o *object) word32(addr uint64) (uint32, bool) {
 // Write copies r's object to out with its removed functions overwritten
 // by int3 (0xcc). The host's file is only read.
 func (r *Result) Write(out string) error {
-	src, err := os.Open(r.host)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	dst, err := os.OpenFile(out, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
+	if err := atomicdir.CopyFile(r.host, out); err != nil {
+		return fmt.Errorf("copying %s: %w", r.host, err)
+	}
+	dst, err := os.OpenFile(out, os.O_WRONLY, 0)
 	if err != nil {
 		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return fmt.Errorf("copying %s: %w", r.host, err)
 	}
 	fill := make([]byte, 0)
 	for _, f := range r.Ranges {
