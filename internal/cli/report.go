@@ -14,6 +14,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/bench"
 	"github.com/bespoke-os/bespoke/internal/breakdown"
 	"github.com/bespoke-os/bespoke/internal/image"
+	"github.com/bespoke-os/bespoke/internal/initramfs"
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
 
@@ -209,6 +210,16 @@ func shakeReport(w io.Writer, rep *image.Report) {
 		fmt.Fprintf(w, "| %s | %d of %d | %s of %s | %d -> %d |\n", cell(o.Path), o.Removed, o.Functions, kb(o.RemovedBytes), kb(o.TextBytes), o.GadgetsBefore, o.GadgetsAfter)
 	}
 	fmt.Fprintf(w, "| all | %d | %s of %s | %d -> %d |\n", sh.Removed, kb(sh.RemovedBytes), kb(sh.TextBytes), sh.GadgetsBefore, sh.GadgetsAfter)
+	if len(sh.Restored) > 0 {
+		fmt.Fprintf(w, "\nKept beyond the %s analysis (verify --fix, the smoke boot): %s\n", sh.Mode, strings.Join(sh.Restored, ", "))
+	}
+	if rep.Initramfs != nil {
+		for _, f := range rep.Initramfs.Files {
+			if f.Kind == initramfs.KindInit {
+				fmt.Fprintf(w, "\nThe guest init (%s, a static Go program, not shaken): %s\n", f.Path, kb(f.Bytes))
+			}
+		}
+	}
 }
 
 // topDirs returns the n directories holding the most of paths, with

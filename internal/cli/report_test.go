@@ -115,7 +115,8 @@ func TestReportData(t *testing.T) {
 	rep := `{"name":"postgresql","kernel_bytes":100,"initramfs_bytes":200,"total_bytes":300,
 "shake":{"mode":"static","objects":[{"path":"/usr/lib/x86_64-linux-gnu/libc.so.6","functions":3671,"removed":1551,"text_bytes":1392301,"removed_bytes":362528,"gadgets_before":9000,"gadgets_after":6000},
  {"path":"/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2","kept_whole":"the dynamic loader","text_bytes":151729,"gadgets_before":800,"gadgets_after":800}],
- "text_bytes":1544030,"removed_bytes":362528,"removed_functions":1551,"gadgets_before":9800,"gadgets_after":6800},
+ "text_bytes":1544030,"removed_bytes":362528,"removed_functions":1551,"gadgets_before":9800,"gadgets_after":6800,
+ "restored":["/usr/lib/x86_64-linux-gnu/libc.so.6:setrlimit"]},
 "data_trees":[{"name":"zoneinfo","what":"time zones","why":"opened /usr/share/zoneinfo/UTC","paths":["/usr/share/zoneinfo"],"files":901,"bytes":1311940}],
 "not_in_image":[{"name":"postgresql-15","programs":["/usr/lib/postgresql/15/bin/postgres"],"shipped":5,
  "missing":["/usr/share/postgresql/15/extension/a.sql","/usr/share/postgresql/15/extension/b.sql","/usr/share/postgresql/15/tsearch_data/c","/etc/postgresql-common/x"],"missing_bytes":4096},
@@ -136,6 +137,7 @@ func TestReportData(t *testing.T) {
 		"| /usr/lib/x86_64-linux-gnu/libc.so.6 | 1551 of 3671 | 354.0 KB of 1.33 MB | 9000 -> 6000 |",
 		"| /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 | kept whole: the dynamic loader | 0 of 148.2 KB | 800 |",
 		"| all | 1551 | 354.0 KB of 1.47 MB | 9800 -> 6800 |",
+		"Kept beyond the static analysis (verify --fix, the smoke boot): /usr/lib/x86_64-linux-gnu/libc.so.6:setrlimit\n",
 		"- postgresql-15: 4 of its 5 files under /etc and /usr/share (4.0 KB), in /usr/share/postgresql/15/extension (2), /etc/postgresql-common (1), /usr/share/postgresql/15/tsearch_data (1)\n",
 	} {
 		if !strings.Contains(stdout.String(), want) {
