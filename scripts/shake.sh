@@ -22,7 +22,7 @@ for app in "${apps[@]}"; do
     img="$out/$app.$mode.image"
     log "$app: build --shake-libs $mode (log: $img.build.log)"
     bin/bespoke build -f "examples/$app/bespoke.yaml" --target qemu-pc --kernel-from "$kernel" \
-      --shake-libs "$mode" -o "$img" >"$img.build.log" 2>&1
+      --shake-libs "$mode" -o "$img" >"$img.build.log" 2>&1 || log "$app: --shake-libs $mode: build failed (log: $img.build.log)"
   done
   log "$app: verify the static image (log: $out/$app.static.verify.log)"
   bin/bespoke verify "$out/$app.static.image" >"$out/$app.static.verify.txt" 2>"$out/$app.static.verify.log" || true
@@ -41,7 +41,7 @@ off, st = (json.load(open(p)) for p in sys.argv[1:3])
 sh = st["shake"]
 mb = lambda n: "%.2f MB" % (n / 1e6)
 pct = lambda a, b: "%+.1f%%" % (100.0 * (b - a) / a)
-verdict = sys.argv[3].split(":")[1].strip().split(" ")[0] if ":" in sys.argv[3] else sys.argv[3]
+verdict = sys.argv[3].split(":", 1)[1].split(";")[0].strip() if ":" in sys.argv[3] else sys.argv[3]
 print("| %s | %s | %s | %s (%.0f%%), %d functions | %d -> %d (%s) | %s -> %s (%s) | %s -> %s (%s) | %d | %s |" % (
     sys.argv[4], sys.argv[5], mb(sh["text_bytes"]), mb(sh["removed_bytes"]), 100.0 * sh["removed_bytes"] / sh["text_bytes"], sh["removed_functions"],
     sh["gadgets_before"], sh["gadgets_after"], pct(sh["gadgets_before"], sh["gadgets_after"]),
