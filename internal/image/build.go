@@ -523,8 +523,11 @@ func (b *builder) bootRepaired(ctx context.Context, img *vm.Image, m *manifest.M
 		}
 		var names []string
 		for _, r := range b.hit {
-			names = append(names, r.String())
-			b.restored = append(b.restored, r.Object+":"+r.Function)
+			// Several processes (nginx's workers) may trap in the same one.
+			if k := r.Object + ":" + r.Function; !slices.Contains(b.restored, k) {
+				names = append(names, r.String())
+				b.restored = append(b.restored, k)
+			}
 		}
 		b.hit = nil
 		fmt.Fprintf(b.opts.Progress, "      boot %d: the guest ran %s, which the profile removed: restoring it and booting again\n", round, strings.Join(names, ", "))
