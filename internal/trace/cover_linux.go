@@ -52,6 +52,25 @@ func (s *space) clone() *space {
 	return c
 }
 
+// armed reports whether the breakpoints of [start, end) not yet hit are
+// still in memory (a sample of them is read).
+func (s *space) armed(mem *os.File, start, end uint64) bool {
+	n := 0
+	var b [1]byte
+	for a, bp := range s.bps {
+		if a < start || a >= end || bp.hit {
+			continue
+		}
+		if _, err := mem.ReadAt(b[:], int64(a)); err != nil || b[0] != 0xcc {
+			return false
+		}
+		if n++; n == 8 {
+			break
+		}
+	}
+	return true
+}
+
 // coverage is the tracer's coverage state.
 type coverage struct {
 	funcs  func(path string) []uint64 // function entry offsets of an executable file
@@ -126,11 +145,7 @@ func (c *coverage) arm(tgid int) {
 			continue
 		}
 		path := strings.Join(f[5:], " ")
-		key := f[0] + " " + path
-		if s.mapped[key] {
-			continue
-		}
-		s.mapped[key] = true
+		key := f[0] + " " + f[2] + " " + path
 		lo, hi, ok := strings.Cut(f[0], "-")
 		if !ok {
 			continue
@@ -141,6 +156,21 @@ func (c *coverage) arm(tgid int) {
 		if err1 != nil || err2 != nil || err3 != nil || end <= start {
 			continue
 		}
+		if s.mapped[key] {
+			// The same file at the same place: still the mapping armed, or
+			// a new one (apache unloads its modules and loads them again
+			// between its two configuration passes, at the same address)?
+			// A new one has no int3 where breakpoints not yet hit were.
+			if s.armed(mem, start, end) {
+				continue
+			}
+			for a := range s.bps {
+				if a >= start && a < end {
+					delete(s.bps, a)
+				}
+			}
+		}
+		s.mapped[key] = true
 		offs, ok := c.cache[path]
 		if !ok {
 			offs = c.funcs(path)

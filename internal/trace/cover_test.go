@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -65,5 +67,66 @@ func TestRunCoverage(t *testing.T) {
 			t.Errorf("NoSeccomp %v: coverage of %v, want date and dash", noSeccomp, files)
 		}
 		t.Logf("NoSeccomp %v: %d files, %d functions of libc ran", noSeccomp, len(m.FunctionsRun), len(ran))
+	}
+}
+
+// TestRunCoverageReload: a library unloaded and loaded again (as apache
+// does with its modules between its two configuration passes) is mapped
+// afresh, here at the same address: the functions that run after the
+// reload (cbrt; fdim ran before it) count too.
+func TestRunCoverageReload(t *testing.T) {
+	testenv.Full(t)
+	testenv.Command(t, "gcc")
+	libm, err := filepath.EvalSymlinks("/usr/lib/x86_64-linux-gnu/libm.so.6")
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "reload.c")
+	prog := filepath.Join(dir, "reload")
+	if err := os.WriteFile(src, []byte(`#include <dlfcn.h>
+#include <stdio.h>
+int main(void) {
+	void *h = dlopen("libm.so.6", RTLD_NOW);
+	double (*d)(double, double) = (double (*)(double, double))dlsym(h, "fdim");
+	printf("%.1f\n", d(3, 1));
+	dlclose(h);
+	h = dlopen("libm.so.6", RTLD_NOW);
+	double (*c)(double) = (double (*)(double))dlsym(h, "cbrt");
+	printf("%.1f\n", c(8));
+	return 0;
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-O1", "-o", prog, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	f, err := elf.Open(libm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, _ := f.DynamicSymbols()
+	text := f.Section(".text")
+	offs := map[string]uint64{}
+	for _, s := range syms {
+		if s.Name == "fdim" || s.Name == "cbrt" {
+			offs[s.Name] = s.Value - text.Addr + text.Offset
+		}
+	}
+	f.Close()
+	var out bytes.Buffer
+	m, err := Run(context.Background(), Options{Program: prog, Stdout: &out, Coverage: libshake.EntryOffsets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "2.0\n2.0\n" {
+		t.Errorf("output %q", out.String())
+	}
+	ran := m.FunctionsRun[libm]
+	for _, name := range []string{"fdim", "cbrt"} {
+		if !slices.Contains(ran, offs[name]) {
+			t.Errorf("%s (the entry at %#x) is not among the %d functions of libm that ran", name, offs[name], len(ran))
+		}
 	}
 }
