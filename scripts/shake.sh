@@ -7,7 +7,8 @@
 # Every image reuses the kernel of KERNEL_FROM (default out/results/redis.image,
 # scripts/results.sh's shared qemu-pc kernel), so the sizes differ by the
 # root only.
-# Usage: scripts/shake.sh [OUT_DIR] [APP...] (default out/shake, all six).
+# Usage: scripts/shake.sh [OUT_DIR] [APP...] (default out/shake, all six);
+# TABLE_ONLY=1 prints the tables of images already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/shake}
@@ -18,6 +19,7 @@ kernel=${KERNEL_FROM:-out/results/redis.image}
 mkdir -p "$out"
 log() { echo "== $*" >&2; }
 for app in "${apps[@]}"; do
+  [ -n "${TABLE_ONLY:-}" ] && break
   for mode in off static profile; do
     img="$out/$app.$mode.image"
     log "$app: build --shake-libs $mode (log: $img.build.log)"
