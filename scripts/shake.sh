@@ -49,7 +49,7 @@ print("| %s | %s | %s | %s (%.0f%%), %d functions | %d -> %d (%s) | %s -> %s (%s
     sh["gadgets_before"], sh["gadgets_after"], pct(sh["gadgets_before"], sh["gadgets_after"]),
     mb(off["initramfs_bytes"]), mb(st["initramfs_bytes"]), pct(off["initramfs_bytes"], st["initramfs_bytes"]),
     mb(off["total_bytes"]), mb(st["total_bytes"]), pct(off["total_bytes"], st["total_bytes"]),
-    len(sh.get("restored") or []), verdict))
+    len(set(sh.get("restored") or [])), verdict))
 PY
   done
 done
