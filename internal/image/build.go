@@ -530,6 +530,9 @@ func (b *builder) bootRepaired(ctx context.Context, img *vm.Image, m *manifest.M
 			}
 		}
 		b.hit = nil
+		if len(names) == 0 {
+			return "", err // restored already: restoring again would not help
+		}
 		fmt.Fprintf(b.opts.Progress, "      boot %d: the guest ran %s, which the profile removed: restoring it and booting again\n", round, strings.Join(names, ", "))
 		fmt.Fprintf(b.log, "==> initramfs (restoring %s)\n", strings.Join(names, ", "))
 		if _, err := b.initramfs(ctx, m, state); err != nil {

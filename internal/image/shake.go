@@ -129,7 +129,11 @@ func shakeFiles(objs []libshake.Object, keep, remove map[string][]string, ran ma
 			return nil, nil, nil, fmt.Errorf("shaking %s: %w", r.Path, err)
 		}
 		repl[r.Path] = out
-		sm.Objects = append(sm.Objects, r.MapObject())
+		mo, err := r.MapObject()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("shaking %s: %w", r.Path, err)
+		}
+		sm.Objects = append(sm.Objects, mo)
 	}
 	return sm, rep, repl, nil
 }

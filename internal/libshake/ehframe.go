@@ -310,8 +310,13 @@ func parseFDE(r *reader, c *cie) (fde, error) {
 			if err != nil {
 				return fde{}, err
 			}
-			if ok && c.lsdaEnc&peIndirect == 0 {
+			switch {
+			case ok && c.lsdaEnc&peIndirect == 0:
 				f.lsda = p
+			case p != 0:
+				// Landing pads this reader cannot find: an unsound removal
+				// would follow.
+				return fde{}, fmt.Errorf("LSDA pointer encoding %#x", c.lsdaEnc)
 			}
 		}
 		r.off = augEnd

@@ -1,14 +1,18 @@
 package libshake
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // MapFile is the name of an image's map of removed functions.
@@ -23,16 +27,36 @@ type Map struct {
 // MapObject is one shaken object of a Map. TextAddr and TextOffset place
 // its .text in the file (the kernel reports a fault's file offset).
 type MapObject struct {
-	Path       string     `json:"path"`
-	Host       string     `json:"host"`
+	Path string `json:"path"`
+	Host string `json:"host"`
+	// HostSHA256 is the host file's hash when the image was built: a
+	// restore copies the host's file again, and refuses another one.
+	HostSHA256 string     `json:"host_sha256,omitempty"`
 	TextAddr   uint64     `json:"text_addr"`
 	TextOffset uint64     `json:"text_offset"`
 	Removed    []Function `json:"removed"`
 }
 
 // MapObject returns the map entry of r.
-func (r *Result) MapObject() MapObject {
-	return MapObject{Path: r.Path, Host: r.host, TextAddr: r.textAddr, TextOffset: r.textOffset, Removed: r.Ranges}
+func (r *Result) MapObject() (MapObject, error) {
+	sum, err := fileSHA256(r.host)
+	if err != nil {
+		return MapObject{}, err
+	}
+	return MapObject{Path: r.Path, Host: r.host, HostSHA256: sum, TextAddr: r.textAddr, TextOffset: r.textOffset, Removed: r.Ranges}, nil
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ReadMap reads the map at file; nil, nil when there is none.
@@ -60,6 +84,8 @@ var faultRE = regexp.MustCompile(` in ([^\[\s]+)\[([0-9a-f]+),[0-9a-f]+\+[0-9a-f
 type Removal struct {
 	Object   string `json:"object"`
 	Function string `json:"function"`
+	// Fault is the kernel's report.
+	Fault string `json:"fault"`
 }
 
 // Fault returns the removed function the kernel's fault report msg (a
@@ -79,11 +105,14 @@ func (m *Map) Fault(msg string) (Removal, bool) {
 			continue
 		}
 		addr := off - o.TextOffset + o.TextAddr
+		// An int3 trap reports the address after the int3; any other
+		// fault the faulting instruction's.
+		if strings.Contains(msg, " trap int3 ") {
+			addr--
+		}
 		r := Result{Ranges: o.Removed}
-		for _, a := range []uint64{addr - 1, addr} {
-			if f, ok := r.Lookup(a); ok {
-				return Removal{Object: o.Path, Function: f.Name}, true
-			}
+		if f, ok := r.Lookup(addr); ok {
+			return Removal{Object: o.Path, Function: f.Name, Fault: msg}, true
 		}
 	}
 	return Removal{}, false

@@ -29,11 +29,11 @@ type object struct {
 	elf  *elf.File
 	exec bool // ET_EXEC: absolute addresses without relocations
 
-	text, init, fini *elf.Section
-	textData         []byte
-	plts             []*elf.Section
-	except           *elf.Section // .gcc_except_table
-	exceptData       []byte
+	text       *elf.Section
+	textData   []byte
+	plts       []*elf.Section
+	except     *elf.Section // .gcc_except_table
+	exceptData []byte
 
 	funcs   []fn
 	names   map[uint64]string // function start -> symbol name
@@ -64,6 +64,19 @@ const (
 // shaken safely comes back with o.whole set, not an error; an error is a
 // file that cannot be read at all.
 func load(obj Object) (*object, error) {
+	o, err := open1(obj)
+	if err != nil {
+		if o != nil {
+			o.close()
+		}
+		return nil, err
+	}
+	return o, nil
+}
+
+// open1 is load; on an error after the file is open it returns the
+// object too, for load to close.
+func open1(obj Object) (*object, error) {
 	f, err := os.Open(obj.Host)
 	if err != nil {
 		return nil, err
@@ -71,8 +84,7 @@ func load(obj Object) (*object, error) {
 	o := &object{Object: obj, file: f, names: map[uint64]string{}, exports: map[string][]uint64{}, gotSym: map[uint64]string{}}
 	ef, err := elf.NewFile(f)
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("reading %s: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: %w", obj.Host, err)
 	}
 	o.elf = ef
 	if ef.Class != elf.ELFCLASS64 || ef.Machine != elf.EM_X86_64 {
@@ -89,9 +101,8 @@ func load(obj Object) (*object, error) {
 		return o, nil
 	}
 	if o.textData, err = o.text.Data(); err != nil {
-		return nil, fmt.Errorf("reading %s: .text: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: .text: %w", obj.Host, err)
 	}
-	o.init, o.fini = ef.Section(".init"), ef.Section(".fini")
 	for _, name := range []string{".plt", ".plt.sec", ".plt.got"} {
 		if s := ef.Section(name); s != nil && s.Type == elf.SHT_PROGBITS {
 			o.plts = append(o.plts, s)
@@ -100,16 +111,16 @@ func load(obj Object) (*object, error) {
 	if s := ef.Section(".gcc_except_table"); s != nil && s.Type == elf.SHT_PROGBITS {
 		o.except = s
 		if o.exceptData, err = s.Data(); err != nil {
-			return nil, fmt.Errorf("reading %s: .gcc_except_table: %w", obj.Host, err)
+			return o, fmt.Errorf("reading %s: .gcc_except_table: %w", obj.Host, err)
 		}
 	}
 	dyn, err := ef.DynamicSymbols()
 	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("reading %s: .dynsym: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: .dynsym: %w", obj.Host, err)
 	}
 	syms, err := ef.Symbols()
 	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("reading %s: .symtab: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: .symtab: %w", obj.Host, err)
 	}
 	for _, s := range append(syms, dyn...) {
 		t := elf.ST_TYPE(s.Info)
@@ -132,10 +143,10 @@ func load(obj Object) (*object, error) {
 		}
 	}
 	if err := o.readRelocs(dyn); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: %w", obj.Host, err)
 	}
 	if err := o.readArrays(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: %w", obj.Host, err)
 	}
 	o.readStrings()
 	eh := ef.Section(".eh_frame")
@@ -145,7 +156,7 @@ func load(obj Object) (*object, error) {
 	}
 	ehData, err := eh.Data()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: .eh_frame: %w", obj.Host, err)
+		return o, fmt.Errorf("reading %s: .eh_frame: %w", obj.Host, err)
 	}
 	fdes, err := parseEhFrame(ehData, eh.Addr)
 	if err != nil {

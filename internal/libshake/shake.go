@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,10 +115,15 @@ func (o MapObject) Restore(name, out string) (MapObject, error) {
 	if !found {
 		return o, fmt.Errorf("restoring %s in %s: it was not removed", name, o.Path)
 	}
+	if o.HostSHA256 != "" {
+		if sum, err := fileSHA256(o.Host); err != nil || sum != o.HostSHA256 {
+			return o, fmt.Errorf("restoring %s in %s: the host's %s is not the file the image was built from (an upgrade?): rebuild the image with bespoke build", name, o.Path, o.Host)
+		}
+	}
 	if err := r.Write(out); err != nil {
 		return o, err
 	}
-	return r.MapObject(), nil
+	return r.MapObject()
 }
 
 // Shake analyses the objects and returns one Result per object, in order.
@@ -154,9 +160,14 @@ func Shake(opts Options) ([]*Result, error) {
 		for _, n := range o.rootSym {
 			s.markName(n)
 		}
-		for _, sec := range []*elfSection{o.section(o.init), o.section(o.fini)} {
-			if sec != nil {
-				s.scan(o, sec.addr, sec.data, true)
+		// Code outside .text (.init, .fini, any other executable section
+		// but the PLT) is never removed, and what it reaches stays.
+		for _, sec := range o.elf.Sections {
+			if sec.Flags&elf.SHF_EXECINSTR == 0 || sec == o.text || slices.Contains(o.plts, sec) {
+				continue
+			}
+			if es := o.section(sec); es != nil {
+				s.scan(o, es.addr, es.data, true)
 			}
 		}
 		for _, str := range o.strs {

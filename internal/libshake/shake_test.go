@@ -192,6 +192,10 @@ func TestMapFault(t *testing.T) {
 		{"traps: redis-server[39] trap int3 ip:1 sp:2 error:0 in redis-check-rdb[ab300,557ae4651000+117000]", ""},
 		{"traps: redis-server[39] trap int3 ip:1 sp:2 error:0 in libc.so.6[ac141,7f0000000000+156000]", ""},
 		{"redis-server[9]: segfault at 0 ip 0 sp 0 error 4", ""},
+		// A segfault reports the faulting instruction itself: the first
+		// byte after incrCommand is not in it.
+		{"redis-server[9]: segfault at 0 ip 000055bfa8ee114a sp 00007ffd error 4 in redis-check-rdb[ac14a,55bfa8e94000+117000]", ""},
+		{"redis-server[9]: segfault at 0 ip 000055bfa8ee1149 sp 00007ffd error 4 in redis-check-rdb[ac149,55bfa8e94000+117000]", "incrCommand of /usr/bin/redis-check-rdb"},
 	} {
 		r, ok := m.Fault(tc.msg)
 		if got := map[bool]string{true: r.String()}[ok]; got != tc.want {
@@ -219,5 +223,35 @@ func TestGadgets(t *testing.T) {
 		if got := Gadgets(tc.code); got != tc.want {
 			t.Errorf("Gadgets(% x) = %d, want %d", tc.code, got, tc.want)
 		}
+	}
+}
+
+// TestRestoreChecksHost: a restore copies the host's file again, and
+// refuses one that is not the file the image was built from.
+func TestRestoreChecksHost(t *testing.T) {
+	objs := hostObjects(t)
+	rs, err := Shake(Options{Objects: objs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mo, err := rs[1].MapObject()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := mo.Removed[0].Name
+	out := filepath.Join(t.TempDir(), "libc.so.6")
+	got, err := mo.Restore(name, out)
+	if err != nil {
+		t.Fatalf("Restore(%s): %v", name, err)
+	}
+	if len(got.Removed) != len(mo.Removed)-1 {
+		t.Errorf("after Restore: %d removed, want %d", len(got.Removed), len(mo.Removed)-1)
+	}
+	if _, err := mo.Restore("no_such_function", out); err == nil {
+		t.Errorf("Restore of a function that was not removed: no error")
+	}
+	mo.HostSHA256 = strings.Repeat("0", 64)
+	if _, err := mo.Restore(name, out); err == nil || !strings.Contains(err.Error(), "not the file the image was built from") {
+		t.Errorf("Restore from a changed host file: %v, want a refusal", err)
 	}
 }

@@ -92,12 +92,23 @@ func (c *coverage) space(tgid int) *space {
 	return s
 }
 
-// fork gives a forked child its parent's breakpoints (once).
-func (c *coverage) fork(parent, child int) {
-	if s := c.spaces[parent]; s != nil && parent != child && c.spaces[child] == nil {
+// fork gives a forked child its parent's breakpoints; a vfork'ed child
+// (or one cloned with CLONE_VM) runs in its parent's memory, and shares
+// them.
+func (c *coverage) fork(parent, child int, shared bool) {
+	s := c.spaces[parent]
+	if s == nil || parent == child {
+		return
+	}
+	if shared {
+		c.spaces[child] = s
+	} else {
 		c.spaces[child] = s.clone()
 	}
 }
+
+// exit forgets a process that ended: its pid may come back.
+func (c *coverage) exit(tgid int) { delete(c.spaces, tgid) }
 
 // parentOf returns the parent process of pid, from /proc/PID/stat.
 func parentOf(pid int) int {
@@ -156,18 +167,17 @@ func (c *coverage) arm(tgid int) {
 		if err1 != nil || err2 != nil || err3 != nil || end <= start {
 			continue
 		}
-		if s.mapped[key] {
-			// The same file at the same place: still the mapping armed, or
-			// a new one (apache unloads its modules and loads them again
-			// between its two configuration passes, at the same address)?
-			// A new one has no int3 where breakpoints not yet hit were.
-			if s.armed(mem, start, end) {
-				continue
-			}
-			for a := range s.bps {
-				if a >= start && a < end {
-					delete(s.bps, a)
-				}
+		// The same file at the same place: still the mapping armed, or a
+		// new one (apache unloads its modules and loads them again between
+		// its two configuration passes, at the same address)? A new one
+		// has no int3 where breakpoints not yet hit were.
+		if s.mapped[key] && s.armed(mem, start, end) {
+			continue
+		}
+		// Breakpoints of what was mapped here before are gone with it.
+		for a := range s.bps {
+			if a >= start && a < end {
+				delete(s.bps, a)
 			}
 		}
 		s.mapped[key] = true
@@ -179,16 +189,22 @@ func (c *coverage) arm(tgid int) {
 		if len(offs) == 0 {
 			continue
 		}
+		// The original bytes come from the file: memory may hold a
+		// breakpoint already (a child sharing its parent's memory).
 		region := make([]byte, end-start)
-		if n, err := mem.ReadAt(region, int64(start)); err != nil && n == 0 {
+		file, err := os.Open(path)
+		if err != nil {
 			continue
 		}
+		n, _ := file.ReadAt(region, int64(off))
+		file.Close()
+		region = region[:n]
 		for _, fo := range offs {
 			if fo < off || fo >= off+(end-start) {
 				continue
 			}
 			a := start + (fo - off)
-			if _, dup := s.bps[a]; dup {
+			if _, dup := s.bps[a]; dup || a-start >= uint64(len(region)) {
 				continue
 			}
 			orig := region[a-start]
@@ -225,7 +241,7 @@ func (c *coverage) trap(tid, tgid int) bool {
 	if s == nil {
 		// A forked child that trapped before its parent's fork event was
 		// seen: it has its parent's breakpoints.
-		c.fork(parentOf(tgid), tgid)
+		c.fork(parentOf(tgid), tgid, false)
 		if s = c.spaces[tgid]; s == nil {
 			return false
 		}

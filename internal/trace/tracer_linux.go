@@ -159,6 +159,9 @@ func (t *tracer) handle(tid int, ws unix.WaitStatus) {
 			st := ws
 			t.rootStatus = &st
 		}
+		if tk := t.tasks[tid]; t.cov != nil && tk != nil && tk.tgid == tid {
+			t.cov.exit(tid)
+		}
 		t.remove(tid)
 		return
 	}
@@ -249,7 +252,7 @@ func (t *tracer) eventStop(tk *task, cause int) {
 				child = t.newTask(int(msg))
 			}
 			if t.cov != nil && child.tgid != tk.tgid {
-				t.cov.fork(tk.tgid, child.tgid)
+				t.cov.fork(tk.tgid, child.tgid, cause == unix.PTRACE_EVENT_VFORK)
 			}
 		}
 	case unix.PTRACE_EVENT_EXEC:

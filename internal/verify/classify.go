@@ -246,12 +246,8 @@ func Classify(f Facts) []Finding {
 // into findings, each fixed by restoring the function.
 func RemovedFindings(res *vm.Result) []Finding {
 	var out []Finding
-	for i, r := range res.Removed {
-		ev := "the program trapped in it"
-		if i < len(res.Faults) {
-			ev = "the kernel: " + res.Faults[i]
-		}
-		out = append(out, Finding{Kind: RemovedFunction, Subject: r.String(), Evidence: ev, Restore: r.Object + ":" + r.Function})
+	for _, r := range res.Removed {
+		out = append(out, Finding{Kind: RemovedFunction, Subject: r.String(), Evidence: "the kernel: " + r.Fault, Restore: r.Object + ":" + r.Function})
 	}
 	return out
 }
