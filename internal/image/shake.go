@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/libshake"
 	"github.com/bespoke-os/bespoke/internal/spec"
 )
@@ -129,8 +130,8 @@ func shakeFiles(objs []libshake.Object, keep, remove map[string][]string, ran ma
 			return nil, nil, nil, fmt.Errorf("shaking %s: %w", r.Path, err)
 		}
 		repl[r.Path] = out
-		mo, err := r.MapObject()
-		if err != nil {
+		mo := r.MapObject()
+		if mo.HostSHA256, err = ksrc.FileSum(mo.Host); err != nil {
 			return nil, nil, nil, fmt.Errorf("shaking %s: %w", r.Path, err)
 		}
 		sm.Objects = append(sm.Objects, mo)
@@ -159,6 +160,11 @@ func restoreFunctions(dir, stage string, keep []Fix, log io.Writer) ([]string, m
 		i := slices.IndexFunc(sm.Objects, func(o libshake.MapObject) bool { return o.Path == file })
 		if i < 0 {
 			return nil, nil, fmt.Errorf("restoring %s: %s was not shaken", fn, file)
+		}
+		if want := sm.Objects[i].HostSHA256; want != "" {
+			if sum, err := ksrc.FileSum(sm.Objects[i].Host); err != nil || sum != want {
+				return nil, nil, fmt.Errorf("restoring %s in %s: the host's %s is not the file the image was built from (an upgrade?): rebuild the image with bespoke build", fn, file, sm.Objects[i].Host)
+			}
 		}
 		out := filepath.Join(stage, ".restored", filepath.FromSlash(file))
 		if sm.Objects[i], err = sm.Objects[i].Restore(fn, out); err != nil {

@@ -126,7 +126,7 @@ func Prepare(ctx context.Context, src, cacheDir string, log io.Writer) (*Tree, e
 	if _, err := findTree(tmp); err != nil {
 		return nil, fmt.Errorf("kernel source %s: %w", abs, err)
 	}
-	content, err := fileSum(abs)
+	content, err := FileSum(abs)
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel source %s: %w", abs, err)
 	}
@@ -159,7 +159,7 @@ func unpacked(dest, src string) (*Tree, error) {
 	b, err := os.ReadFile(filepath.Join(dest, sumFile))
 	content := strings.TrimSpace(string(b))
 	if err != nil || len(content) != 64 {
-		if content, err = fileSum(src); err != nil {
+		if content, err = FileSum(src); err != nil {
 			return nil, err
 		}
 		// Best effort: the next Prepare hashes again if this fails.
@@ -169,8 +169,8 @@ func unpacked(dest, src string) (*Tree, error) {
 	return t, nil
 }
 
-// fileSum returns the SHA-256 of a file's bytes, in hex.
-func fileSum(p string) (string, error) {
+// FileSum returns the SHA-256 of a file's bytes, in hex.
+func FileSum(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err

@@ -1,12 +1,9 @@
 package libshake
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -29,8 +26,9 @@ type Map struct {
 type MapObject struct {
 	Path string `json:"path"`
 	Host string `json:"host"`
-	// HostSHA256 is the host file's hash when the image was built: a
-	// restore copies the host's file again, and refuses another one.
+	// HostSHA256 is the host file's hash when the image was built (its
+	// user sets it): a restore copies the host's file again, and must not
+	// take another one.
 	HostSHA256 string     `json:"host_sha256,omitempty"`
 	TextAddr   uint64     `json:"text_addr"`
 	TextOffset uint64     `json:"text_offset"`
@@ -38,25 +36,8 @@ type MapObject struct {
 }
 
 // MapObject returns the map entry of r.
-func (r *Result) MapObject() (MapObject, error) {
-	sum, err := fileSHA256(r.host)
-	if err != nil {
-		return MapObject{}, err
-	}
-	return MapObject{Path: r.Path, Host: r.host, HostSHA256: sum, TextAddr: r.textAddr, TextOffset: r.textOffset, Removed: r.Ranges}, nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+func (r *Result) MapObject() MapObject {
+	return MapObject{Path: r.Path, Host: r.host, TextAddr: r.textAddr, TextOffset: r.textOffset, Removed: r.Ranges}
 }
 
 // ReadMap reads the map at file; nil, nil when there is none.

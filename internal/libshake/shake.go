@@ -101,7 +101,8 @@ func (r *Result) offset(a uint64) int64 { return int64(a - r.textAddr + r.textOf
 
 // Restore returns the map entry o with function name restored, and
 // writes o's host file to out with the other removed functions
-// overwritten by int3.
+// overwritten by int3. The caller checks that the host file is the one
+// the map was made from (HostSHA256).
 func (o MapObject) Restore(name, out string) (MapObject, error) {
 	r := &Result{Path: o.Path, host: o.Host, textAddr: o.TextAddr, textOffset: o.TextOffset}
 	found := false
@@ -115,15 +116,11 @@ func (o MapObject) Restore(name, out string) (MapObject, error) {
 	if !found {
 		return o, fmt.Errorf("restoring %s in %s: it was not removed", name, o.Path)
 	}
-	if o.HostSHA256 != "" {
-		if sum, err := fileSHA256(o.Host); err != nil || sum != o.HostSHA256 {
-			return o, fmt.Errorf("restoring %s in %s: the host's %s is not the file the image was built from (an upgrade?): rebuild the image with bespoke build", name, o.Path, o.Host)
-		}
-	}
 	if err := r.Write(out); err != nil {
 		return o, err
 	}
-	return r.MapObject()
+	o.Removed = r.Ranges
+	return o, nil
 }
 
 // Shake analyses the objects and returns one Result per object, in order.
