@@ -524,7 +524,7 @@ func (b *builder) bootRepaired(ctx context.Context, img *vm.Image, m *manifest.M
 		var names []string
 		for _, r := range b.hit {
 			// Several processes (nginx's workers) may trap in the same one.
-			if k := r.Object + ":" + r.Function; !slices.Contains(b.restored, k) {
+			if k := r.Entry(); !slices.Contains(b.restored, k) {
 				names = append(names, r.String())
 				b.restored = append(b.restored, k)
 			}

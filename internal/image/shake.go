@@ -1,12 +1,9 @@
 package image
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,20 +35,9 @@ type ShakeReport struct {
 func shakeObjects(files []initramfs.HostFile) []libshake.Object {
 	var objs []libshake.Object
 	for _, f := range files {
-		head := make([]byte, 4)
-		fh, err := os.Open(f.Source)
-		if err != nil {
-			continue
+		if libshake.IsELF(f.Source) {
+			objs = append(objs, libshake.Object{Path: f.Path, Host: f.Source, Loader: f.Kind == "interpreter" || libshake.IsLoader(f.Path)})
 		}
-		_, err = fh.ReadAt(head, 0)
-		fh.Close()
-		if err != nil || !bytes.Equal(head, []byte("\x7fELF")) {
-			continue
-		}
-		objs = append(objs, libshake.Object{
-			Path: f.Path, Host: f.Source,
-			Loader: f.Kind == "interpreter" || strings.HasPrefix(path.Base(f.Path), "ld-linux"),
-		})
 	}
 	return objs
 }

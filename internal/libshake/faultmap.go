@@ -101,3 +101,7 @@ func (m *Map) Fault(msg string) (Removal, bool) {
 
 // String says what happened: "FUNCTION of OBJECT".
 func (r Removal) String() string { return r.Function + " of " + r.Object }
+
+// Entry is r as a Keep entry and a spec's shake_remove names it:
+// "OBJECT:FUNCTION".
+func (r Removal) Entry() string { return r.Object + ":" + r.Function }

@@ -3,6 +3,7 @@ package libshake
 import (
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // realPath resolves p's symlinks (p itself when it cannot).
@@ -116,15 +117,10 @@ func midEntries(o *object, addr uint64, code []byte, visit func(uint64)) {
 // puts breakpoints at. It is nil for a file that is no x86-64 ELF object,
 // the dynamic loader, or one without .eh_frame.
 func EntryOffsets(path string) []uint64 {
-	if f, err := os.Open(path); err == nil {
-		var head [4]byte
-		_, err = f.ReadAt(head[:], 0)
-		f.Close()
-		if err != nil || string(head[:]) != "\x7fELF" {
-			return nil
-		}
+	if !IsELF(path) {
+		return nil
 	}
-	o, err := load(Object{Path: path, Host: path, Loader: isLoader(path)})
+	o, err := load(Object{Path: path, Host: path, Loader: IsLoader(path)})
 	if err != nil {
 		return nil
 	}
@@ -141,8 +137,20 @@ func EntryOffsets(path string) []uint64 {
 	return out
 }
 
-// isLoader reports whether path is glibc's dynamic loader.
-func isLoader(path string) bool {
-	b := filepath.Base(path)
-	return len(b) >= 8 && b[:8] == "ld-linux"
+// IsLoader reports whether path is glibc's dynamic loader (by its name:
+// ld-linux-x86-64.so.2).
+func IsLoader(path string) bool {
+	return strings.HasPrefix(filepath.Base(path), "ld-linux")
+}
+
+// IsELF reports whether the file at path starts with the ELF magic.
+func IsELF(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [4]byte
+	_, err = f.ReadAt(head[:], 0)
+	return err == nil && string(head[:]) == "\x7fELF"
 }

@@ -163,8 +163,11 @@ func Shake(opts Options) ([]*Result, error) {
 			if sec.Flags&elf.SHF_EXECINSTR == 0 || sec == o.text || slices.Contains(o.plts, sec) {
 				continue
 			}
-			if es := o.section(sec); es != nil {
-				s.scan(o, es.addr, es.data, true)
+			if sec.Type != elf.SHT_PROGBITS {
+				continue
+			}
+			if data, err := sec.Data(); err == nil {
+				s.scan(o, sec.Addr, data, true)
 			}
 		}
 		for _, str := range o.strs {
@@ -252,22 +255,6 @@ type shaker struct {
 type workItem struct {
 	o *object
 	i int
-}
-
-type elfSection struct {
-	addr uint64
-	data []byte
-}
-
-func (o *object) section(sec *elf.Section) *elfSection {
-	if sec == nil || sec.Type != elf.SHT_PROGBITS {
-		return nil
-	}
-	d, err := sec.Data()
-	if err != nil {
-		return nil
-	}
-	return &elfSection{sec.Addr, d}
 }
 
 // keep makes the function k names (a symbol, fn_ADDR or 0xADDR) live.

@@ -247,7 +247,7 @@ func Classify(f Facts) []Finding {
 func RemovedFindings(res *vm.Result) []Finding {
 	var out []Finding
 	for _, r := range res.Removed {
-		out = append(out, Finding{Kind: RemovedFunction, Subject: r.String(), Evidence: "the kernel: " + r.Fault, Restore: r.Object + ":" + r.Function})
+		out = append(out, Finding{Kind: RemovedFunction, Subject: r.String(), Evidence: "the kernel: " + r.Fault, Restore: r.Entry()})
 	}
 	return out
 }
