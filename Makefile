@@ -14,6 +14,7 @@ bespoke:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/bespoke-init ./cmd/bespoke-init
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/bespoke-guest-trace ./cmd/bespoke-guest-trace
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bespoke-cc ./cmd/bespoke-cc
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/bespoke-ld ./cmd/bespoke-ld
 
 deps: $(STATICCHECK)
 	./scripts/deps.sh

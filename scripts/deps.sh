@@ -6,6 +6,8 @@ pkgs=(
   # kernel build
   build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils zstd ccache
   linux-source-6.12
+  # --kernel-dce: Clang ThinLTO and lld's --gc-sections (internal/kdce)
+  clang-14 lld-14 llvm-14
   # VMs, and their roots and volumes (mkfs.erofs, fsck.erofs; mkfs.ext4, e2fsck)
   qemu-system-x86 erofs-utils e2fsprogs
   # tracing comparison and applications

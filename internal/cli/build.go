@@ -30,6 +30,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 		kernelFrom   string
 		optimize     string
 		shake        bool
+		dce          bool
 		sizeReport   bool
 		march        string
 		keepSyscalls stringList
@@ -62,6 +63,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&march, "march", "", "compile the kernel for this CPU level (GCC -march: x86-64-v2, x86-64-v3, native); the image then needs such a CPU (docs/pgo.md)")
 	fs.BoolVar(&sizeReport, "size-report", false, "with --optimize pgo: also build the same config -Os, with the profile but no cold-for-size, and with the whole syscall table, and report their sizes (up to three more kernel builds)")
 	fs.BoolVar(&shake, "shake-syscalls", false, "remove the syscalls neither the program nor the guest init makes from the kernel's syscall table (they return ENOSYS; see docs/pgo.md)")
+	fs.BoolVar(&dce, "kernel-dce", false, "remove from the kernel the code and data nothing refers to: compile it with Clang ThinLTO and link it with --gc-sections (needs clang, lld and llvm: make deps; not with --optimize pgo; docs/pgo.md)")
 	fs.Var(&keepSyscalls, "keep-syscalls", "syscalls to keep in a shaken table, e.g. io_uring_setup,io_uring_enter (repeatable; implies --shake-syscalls)")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -116,6 +118,12 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	if sizeReport && sp.Kernel.Opt != spec.OptPGO {
 		return usageErrorf("--size-report reports the variants of a profile-guided kernel: add --optimize pgo (the spec's kernel.opt is %s)", sp.Kernel.Opt)
 	}
+	if dce {
+		sp.Kernel.DCE = true
+		if sp.Kernel.Opt == spec.OptPGO {
+			return usageErrorf("--kernel-dce builds the kernel with Clang, and --optimize pgo (or the spec's kernel.opt: pgo) with GCC's profile: drop one of them")
+		}
+	}
 	if shake || len(keepSyscalls) > 0 {
 		sp.Kernel.ShakeSyscalls = true
 		for _, k := range keepSyscalls {
@@ -164,7 +172,7 @@ func checkBuildFlags(set map[string]bool, f spec.Flags) error {
 		return usageErrorf("--cpus %d: want 1 or more", f.CPUs)
 	}
 	if set["kernel-from"] {
-		for _, name := range []string{"optimize", "march", "shake-syscalls", "keep-syscalls", "size-report", "j"} {
+		for _, name := range []string{"optimize", "march", "kernel-dce", "shake-syscalls", "keep-syscalls", "size-report", "j"} {
 			if set[name] {
 				return usageErrorf("--%s configures the kernel build, and --kernel-from reuses another image's kernel: drop one of them", name)
 			}

@@ -32,6 +32,8 @@ func TestBuildFlagConflicts(t *testing.T) {
 		{[]string{"--kernel-from", dir, "--optimize", "size"}, "--optimize configures the kernel build, and --kernel-from"},
 		{[]string{"--kernel-from", dir, "--march", "x86-64-v3"}, "--march"},
 		{[]string{"--kernel-from", dir, "--shake-syscalls"}, "--shake-syscalls"},
+		{[]string{"--kernel-from", dir, "--kernel-dce"}, "--kernel-dce configures"},
+		{[]string{"--kernel-dce", "--optimize", "pgo"}, "--kernel-dce builds the kernel with Clang, and --optimize pgo"},
 		{[]string{"--kernel-from", dir, "-j", "4"}, "--j configures"},
 		{[]string{"--size-report"}, "--size-report reports the variants of a profile-guided kernel"},
 		{[]string{"--no-boot", "--accel", "tcg"}, "--accel chooses the accelerator of the smoke boot"},

@@ -15,6 +15,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/breakdown"
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/initramfs"
+	"github.com/bespoke-os/bespoke/internal/kdce"
 	"github.com/bespoke-os/bespoke/internal/verify"
 )
 
@@ -239,12 +240,17 @@ func topDirs(paths []string, n int) []string {
 	return out
 }
 
-// kernelReport prints what a profile-guided build or a shaken syscall
-// table did to an image's kernel, and bespoke bench's result, if any.
+// kernelReport prints what a profile-guided build, a shaken syscall table
+// or --kernel-dce did to an image's kernel, and bespoke bench's result, if
+// any.
 func kernelReport(w io.Writer, r *reportRow) {
 	rep, br := r.Rep, r.Bench
 	p, sh := rep.PGO, rep.Syscalls
-	if p == nil && sh == nil && br == nil {
+	var gc *kdce.Removed
+	if rep.Kernel != nil {
+		gc = rep.Kernel.GCSections
+	}
+	if p == nil && sh == nil && br == nil && gc == nil {
 		return
 	}
 	fmt.Fprintf(w, "\n### %s: the kernel\n\n", rep.Name)
@@ -274,6 +280,10 @@ func kernelReport(w io.Writer, r *reportRow) {
 	if sh != nil {
 		fmt.Fprintf(w, "\nSyscalls: %d of the table's %d kept, %d removed (they return ENOSYS): %s.\n",
 			sh.Kept, sh.Table, len(sh.Removed), strings.Join(sh.Removed, ", "))
+	}
+	if gc != nil {
+		fmt.Fprintf(w, "\nDead code (--kernel-dce): the link removed %d functions, %d data objects and %d other sections; vmlinux has %s of code. Syscall entry points removed: %d (%s).\n",
+			gc.Functions, gc.Data, gc.Other, kb(int64(rep.Kernel.Vmlinux.Code)), len(gc.Syscalls), strings.Join(gc.Syscalls, ", "))
 	}
 	if br != nil {
 		fmt.Fprintf(w, "\nbespoke bench (%s): %s", br.Date, br.Table())

@@ -78,7 +78,8 @@ func TestReportKernel(t *testing.T) {
  "Optimized":{"code":5100000,"text":8000000,"data":2000000,"bss":1000000,"bzimage":1800000},
  "Phases":[{"name":"profile","seconds":120}],
  "Variants":[{"Name":"-Os","code":4000000,"text":7000000,"data":2000000,"bss":1000000,"bzimage":1700000,"Seconds":400}]},
-"syscalls":{"table":373,"kept":150,"removed":["sysinfo","times"],"removed_nrs":[99,100]}}`
+"syscalls":{"table":373,"kept":150,"removed":["sysinfo","times"],"removed_nrs":[99,100]},
+"kernel":{"vmlinux":{"code":4501301},"gc_sections":{"functions":4298,"data":447,"other":12,"syscalls":["sysinfo","times"]}}}`
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +101,7 @@ func TestReportKernel(t *testing.T) {
 		"| PGO, cold units -Os (the image's) | 4.86 MB | 7.63 MB |",
 		"400 ran code under the workload",
 		"Syscalls: 150 of the table's 373 kept, 2 removed (they return ENOSYS): sysinfo, times.",
+		"Dead code (--kernel-dce): the link removed 4298 functions, 447 data objects and 12 other sections; vmlinux has 4.29 MB of code. Syscall entry points removed: 2 (sysinfo, times).",
 		"| pgo | 1.000 ± 0.000 | -33.3% |",
 	} {
 		if !strings.Contains(stdout.String(), want) {

@@ -148,8 +148,12 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		if err != nil {
 			return fmt.Errorf("amending image %s: %w", dir, err)
 		}
+		tools, err := toolsFor(ctx, sp, cache)
+		if err != nil {
+			return fmt.Errorf("amending the kernel of %s: %w", dir, err)
+		}
 		res, err := kconfig.Generate(ctx, kconfig.Options{
-			Tree: tree, Base: base, Enable: whats(opts.Fixes.Enable), CacheDir: cache, Log: opts.Log,
+			Tree: tree, Base: base, Enable: whats(opts.Fixes.Enable), CacheDir: cache, Log: opts.Log, MakeVars: tools.Kconfig,
 		})
 		if err != nil {
 			return fmt.Errorf("amending the kernel config of %s: %w", dir, err)
@@ -169,10 +173,12 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 			}
 			rep.Syscalls, remove = kept, kept.RemovedNrs
 		}
-		kr, err := installKernel(ctx, kbuild.Options{
+		ko := kbuild.Options{
 			Tree: tree, Config: res.Data, CacheDir: cache, Jobs: opts.Jobs, Progress: opts.Progress,
-			RemoveSyscalls: remove, ExtraMake: MakeVars(sp),
-		}, stage, opts.Log)
+			RemoveSyscalls: remove,
+		}
+		tools.apply(&ko)
+		kr, err := installKernel(ctx, ko, stage, opts.Log)
 		if err != nil {
 			return fmt.Errorf("amending the kernel of %s: %w", dir, err)
 		}

@@ -262,7 +262,8 @@ type builder struct {
 	opts    Options
 	sp      *spec.Spec
 	cache   string
-	stage   string // the staging directory
+	tools   kernelTools // the kernel builds' compiler and make variables
+	stage   string      // the staging directory
 	log     *os.File
 	report  Report
 	stageNo int
@@ -729,7 +730,10 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if err != nil {
 		return "", err
 	}
-	enable := append(rootSyms, b.sp.Kernel.Enable...)
+	if b.tools, err = toolsFor(ctx, b.sp, b.cache); err != nil {
+		return "", err
+	}
+	enable := append(append(rootSyms, b.tools.Enable...), b.sp.Kernel.Enable...)
 	res, err := kconfig.Generate(ctx, kconfig.Options{
 		Tree:     tree,
 		Target:   b.sp.Target,
@@ -741,6 +745,7 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 		Disable:  b.sp.Kernel.Disable,
 		CacheDir: b.cache,
 		Log:      b.log,
+		MakeVars: b.tools.Kconfig,
 	})
 	if err != nil {
 		return "", err
@@ -764,6 +769,9 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if sh := b.report.Syscalls; sh != nil {
 		detail += fmt.Sprintf("; %d of %d syscalls removed", len(sh.Removed), sh.Table)
 	}
+	if g := meta.GCSections; g != nil {
+		detail += fmt.Sprintf("; dead code removed at the link: %d functions (%d syscall entry points), %d data objects, vmlinux code %s", g.Functions, len(g.Syscalls), g.Data, humanBytes(int64(meta.Vmlinux.Code)))
+	}
 	return detail, nil
 }
 
@@ -782,16 +790,17 @@ func gaps(m *manifest.Manifest) []string {
 // kbuildOptions are the options of every kernel build of the image (the
 // PGO builds add to them).
 func (b *builder) kbuildOptions(tree *ksrc.Tree, config []byte) kbuild.Options {
-	return kbuild.Options{
+	o := kbuild.Options{
 		Tree:             tree,
 		Config:           config,
 		CacheDir:         b.cache,
 		Jobs:             b.opts.Jobs,
-		ExtraMake:        MakeVars(b.sp),
 		RemoveSyscalls:   b.removeSyscalls,
 		Progress:         b.opts.Progress,
 		ProgressTerminal: b.opts.Terminal,
 	}
+	b.tools.apply(&o)
+	return o
 }
 
 // MakeVars are the make arguments a spec asks for: KCFLAGS=-march=X.

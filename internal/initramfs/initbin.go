@@ -55,6 +55,20 @@ var ccBinary = toolBinary{CCName, "BESPOKE_CC_WRAPPER",
 	[]string{"cmd/" + CCName, "internal/pgo"},
 	errors.New("compiler wrapper (bespoke-cc) not found: run 'make', which builds it beside bin/bespoke, or set BESPOKE_CC_WRAPPER")}
 
+// LDName is the file name of the linker wrapper (cmd/bespoke-ld) beside
+// bespoke: the LD of a --kernel-dce kernel build.
+const LDName = "bespoke-ld"
+
+var ldBinary = toolBinary{LDName, "BESPOKE_LD_WRAPPER",
+	[]string{"cmd/" + LDName, "internal/kdce"},
+	errors.New("linker wrapper (bespoke-ld) not found: run 'make', which builds it beside bin/bespoke, or set BESPOKE_LD_WRAPPER")}
+
+// LDBinary returns the host path of the linker wrapper, found as
+// InitBinary finds the init.
+func LDBinary(ctx context.Context, cacheDir string) (string, error) {
+	return ldBinary.find(ctx, cacheDir)
+}
+
 // CCBinary returns the host path of the compiler wrapper, found as
 // InitBinary finds the init.
 func CCBinary(ctx context.Context, cacheDir string) (string, error) {

@@ -35,6 +35,8 @@ var Checks = []Check{
 	{Name: "qemu-system-x86_64", Command: "qemu-system-x86_64", Package: "qemu-system-x86", Required: true, For: "booting images"},
 	{Name: "linux-source-6.12", File: "/usr/src/linux-source-6.12.tar.xz", Package: "linux-source-6.12", Required: true, For: "the default kernel source"},
 	{Name: "ccache", Command: "ccache", Package: "ccache", Required: false, For: "faster rebuilds (optional)"},
+	{Name: "clang", Command: "clang-14", Package: "clang-14", Required: false, For: "--kernel-dce (optional; also lld-14 and llvm-14)"},
+	{Name: "ld.lld", Command: "ld.lld-14", Package: "lld-14", Required: false, For: "--kernel-dce (optional)"},
 }
 
 // CheckResult is a Check's outcome on this host.

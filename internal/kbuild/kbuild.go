@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/bespoke-os/bespoke/internal/cache"
+	"github.com/bespoke-os/bespoke/internal/kdce"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 )
 
@@ -143,6 +144,9 @@ type Meta struct {
 	Vmlinux         Sizes     `json:"vmlinux"`
 	EnabledY        int       `json:"enabled_y"`         // CONFIG_X=y lines of the final .config
 	Dropped         []string  `json:"dropped,omitempty"` // input settings olddefconfig did not keep
+	// GCSections is what the final link's --gc-sections removed, for a
+	// kernel linked by bespoke-ld (--kernel-dce).
+	GCSections *kdce.Removed `json:"gc_sections,omitempty"`
 }
 
 // targets are the make targets of a build (bzImage links vmlinux and
@@ -407,6 +411,9 @@ func finish(dir string, meta *Meta, input []byte) error {
 	}
 	meta.EnabledY = CountEnabled(cfg)
 	meta.Dropped = dropped(input, cfg)
+	if meta.GCSections, err = kdce.ReadRemoved(dir); err != nil {
+		return fmt.Errorf("building kernel: %w", err)
+	}
 	meta.BuiltAt = time.Now().UTC().Round(time.Second)
 	return nil
 }

@@ -63,6 +63,10 @@ type Options struct {
 	// and only Enable and Disable are requested on top of it, not the
 	// base parts, the optimisation or the manifest.
 	Base []byte
+	// MakeVars are make variables of the kconfig run that choose the
+	// toolchain Kconfig sees (LLVM=-14: CC_IS_CLANG, and the LTO options
+	// with it).
+	MakeVars []string
 }
 
 // Result is a generated configuration.
@@ -212,7 +216,7 @@ func Generate(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	data, err := runKconfig(ctx, opts.Tree, cacheDir, frag, log)
+	data, err := runKconfig(ctx, opts.Tree, cacheDir, frag, opts.MakeVars, log)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +266,7 @@ func logOverrides(log io.Writer, reqs []Request) {
 // runKconfig runs `make allnoconfig` with frag as KCONFIG_ALLCONFIG in a
 // temporary O= directory seeded from the cached kconfig tool build, and
 // returns the .config.
-func runKconfig(ctx context.Context, tree *ksrc.Tree, cacheDir string, frag []byte, log io.Writer) ([]byte, error) {
+func runKconfig(ctx context.Context, tree *ksrc.Tree, cacheDir string, frag []byte, vars []string, log io.Writer) ([]byte, error) {
 	tool, err := kconfigTool(ctx, tree, cacheDir, log)
 	if err != nil {
 		return nil, err
@@ -280,7 +284,7 @@ func runKconfig(ctx context.Context, tree *ksrc.Tree, cacheDir string, frag []by
 	if err := os.WriteFile(fragPath, frag, 0o644); err != nil {
 		return nil, fmt.Errorf("running kconfig: %w", err)
 	}
-	if err := makeAllnoconfig(ctx, tree, work, fragPath, log); err != nil {
+	if err := makeAllnoconfig(ctx, tree, work, fragPath, vars, log); err != nil {
 		return nil, err
 	}
 	data, err := os.ReadFile(filepath.Join(work, ".config"))
@@ -291,8 +295,8 @@ func runKconfig(ctx context.Context, tree *ksrc.Tree, cacheDir string, frag []by
 }
 
 // makeAllnoconfig runs the kernel's allnoconfig in dir.
-func makeAllnoconfig(ctx context.Context, tree *ksrc.Tree, dir, frag string, log io.Writer) error {
-	args := []string{"-s", "-C", tree.Dir, "O=" + dir}
+func makeAllnoconfig(ctx context.Context, tree *ksrc.Tree, dir, frag string, vars []string, log io.Writer) error {
+	args := append([]string{"-s", "-C", tree.Dir, "O=" + dir}, vars...)
 	if frag != "" {
 		args = append(args, "KCONFIG_ALLCONFIG="+frag)
 	}
@@ -337,7 +341,7 @@ func kconfigTool(ctx context.Context, tree *ksrc.Tree, cacheDir string, log io.W
 	defer os.RemoveAll(tmp)
 	fmt.Fprintf(log, "building the kconfig tool of Linux %s in %s ...\n", tree.Version, dir)
 	start := time.Now()
-	if err := makeAllnoconfig(ctx, tree, tmp, "", log); err != nil {
+	if err := makeAllnoconfig(ctx, tree, tmp, "", nil, log); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

@@ -512,6 +512,7 @@ var kernelFields = []field{
 	{"opt", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.Opt, _ = d.str(k, n) }},
 	{"march", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.March, _ = d.str(k, n) }},
 	{"pgo_hot_flags", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.PGOHotFlags = d.strs(k, n) }},
+	{"dce", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.DCE, _ = d.boolean(k, n) }},
 	{"shake_syscalls", func(d *decoder, k string, n *yaml.Node) { d.sp.Kernel.ShakeSyscalls, _ = d.boolean(k, n) }},
 	{"keep_syscalls", func(d *decoder, k string, n *yaml.Node) {
 		d.sp.Kernel.KeepSyscalls = d.strs(k, n)

@@ -285,6 +285,11 @@ type Kernel struct {
 	// March is GCC's -march for the kernel ("x86-64-v3", "native"); ""
 	// keeps the kernel's generic x86-64.
 	March string
+	// DCE removes from vmlinux the code and data nothing refers to: the
+	// kernel is compiled with Clang ThinLTO and linked with --gc-sections
+	// (internal/kdce; needs clang, lld and llvm). Not with OptPGO, whose
+	// profile is GCC's.
+	DCE bool
 	// PGOHotFlags are GCC options added to the translation units a
 	// profile-guided kernel compiles with the profile (e.g.
 	// -fno-unroll-loops): docs/perf.md measures them.

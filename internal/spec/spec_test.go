@@ -187,6 +187,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown target", "cmd: [a]\ntarget: qemu-q35\n", []string{`bespoke.yaml:2: unknown target "qemu-q35": want one of qemu-microvm, qemu-pc, firecracker`}},
 		{"bad opt", "cmd: [a]\nkernel:\n  opt: O3\n", []string{`bespoke.yaml:3: bad kernel opt "O3"`}},
 		{"shake not a bool", "cmd: [a]\nkernel:\n  shake_syscalls: yes please\n", []string{`bespoke.yaml:3: kernel.shake_syscalls: want true or false`}},
+		{"dce not a bool", "cmd: [a]\nkernel:\n  dce: lto\n", []string{`bespoke.yaml:3: kernel.dce: want true or false`}},
+		{"dce with pgo", "cmd: [a]\nkernel:\n  dce: true\n  opt: pgo\n", []string{`kernel.dce builds the kernel with Clang, and a profile-guided kernel (kernel.opt: pgo) is GCC's`}},
 		{"bad syscall name", "cmd: [a]\nkernel:\n  keep_syscalls: [Sysinfo]\n", []string{`keep_syscalls: "Sysinfo" is not a syscall name`}},
 		{"bad symbol", "cmd: [a]\nkernel:\n  enable:\n    - epoll\n", []string{`bespoke.yaml:4: bad kernel symbol "epoll"`}},
 		{"enable and disable", "cmd: [a]\nkernel:\n  enable: [IPV6]\n  disable:\n    - CONFIG_IPV6\n", []string{`bespoke.yaml:5: kernel symbol IPV6 is both enabled and disabled`}},
@@ -516,6 +518,10 @@ func TestKernelSyscalls(t *testing.T) {
 	sp, err = Parse("bespoke.yaml", []byte("cmd: [a]\nkernel:\n  shake_syscalls: true\n"))
 	if err != nil || !sp.Kernel.ShakeSyscalls {
 		t.Errorf("shake_syscalls: true: %+v, %v", sp, err)
+	}
+	sp, err = Parse("bespoke.yaml", []byte("cmd: [a]\nkernel:\n  dce: true\n"))
+	if err != nil || !sp.Kernel.DCE {
+		t.Errorf("dce: true: %+v, %v", sp, err)
 	}
 }
 

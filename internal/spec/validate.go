@@ -144,6 +144,9 @@ func (sp *Spec) Validate() error {
 			seen[s] = true
 		}
 	}
+	if sp.Kernel.DCE && sp.Kernel.Opt == OptPGO {
+		bad("kernel.dce", "kernel.dce builds the kernel with Clang, and a profile-guided kernel (kernel.opt: pgo) is GCC's: drop one of them")
+	}
 	if m := sp.Kernel.March; m != "" && !ValidMarch(m) {
 		bad("kernel.march", "bad kernel march %q: want a GCC -march value, e.g. x86-64-v3 or native", m)
 	}
