@@ -1,6 +1,7 @@
 package image_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/spec"
 	"github.com/bespoke-os/bespoke/internal/testenv"
+	"github.com/bespoke-os/bespoke/internal/verify"
 	"github.com/bespoke-os/bespoke/internal/vm"
 )
 
@@ -19,8 +21,9 @@ import (
 // cores). The image passes its workload (the build's smoke boot) and a
 // removed syscall returns ENOSYS; the link removed functions, among them
 // the entry points of most removed syscalls, which are no longer in
-// System.map; and vmlinux holds less code than the shared GCC kernel of
-// the same options with every syscall (the redis image's).
+// System.map; vmlinux holds less code than the shared GCC kernel of the
+// same options with every syscall (the redis image's); and bespoke verify
+// passes.
 func TestRedisKernelDCE(t *testing.T) {
 	testenv.Command(t, "clang-14")
 	testenv.Command(t, "ld.lld-14")
@@ -62,4 +65,9 @@ func TestRedisKernelDCE(t *testing.T) {
 	if rep.Kernel.Vmlinux.Code >= gcc.Kernel.Vmlinux.Code {
 		t.Errorf("vmlinux code: %d bytes with --kernel-dce, %d in the GCC kernel; want less", rep.Kernel.Vmlinux.Code, gcc.Kernel.Vmlinux.Code)
 	}
+	res, err := verify.Run(context.Background(), verify.Options{ImageDir: out, Progress: testWriter{t}})
+	if err != nil || !res.Passed {
+		t.Fatalf("verify of the --kernel-dce image: %v", err)
+	}
+	t.Logf("verify: %s", res.Summary())
 }
