@@ -12,5 +12,5 @@ import (
 )
 
 func main() {
-	os.Exit(kdce.LDMain(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(kdce.LDMain(os.Getenv(kdce.EnvLD), os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -86,19 +86,18 @@ func TestLDMain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
-	env := []string{"PATH=" + os.Getenv("PATH"), EnvLD + "=" + fake}
 	var stdout, stderr bytes.Buffer
-	if code := LDMain([]string{"-m", "elf_x86_64", "--script=" + lds, "-o", "vmlinux", "vmlinux.o"}, env, &stdout, &stderr); code != 0 {
+	if code := LDMain(fake, []string{"-m", "elf_x86_64", "--script=" + lds, "-o", "vmlinux", "vmlinux.o"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	patched := filepath.Join(filepath.Dir(lds), PatchedScript)
 	if data, err := os.ReadFile(patched); err != nil || !bytes.Contains(data, []byte("KEEP(*(.altinstructions))")) {
 		t.Errorf("patched script %s: %v\n%s", patched, err, data)
 	}
-	if code := LDMain([]string{"-m", "elf_x86_64", "-r", "-o", "vmlinux.o", "a.o"}, env, &stdout, &stderr); code != 0 {
+	if code := LDMain(fake, []string{"-m", "elf_x86_64", "-r", "-o", "vmlinux.o", "a.o"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if code := LDMain([]string{"-o", "fail", "a.o"}, env, &stdout, &stderr); code != 3 {
+	if code := LDMain(fake, []string{"-o", "fail", "a.o"}, &stdout, &stderr); code != 3 {
 		t.Errorf("a failing link: exit %d, want the linker's 3", code)
 	}
 	got, err := os.ReadFile(args)
@@ -124,7 +123,7 @@ func TestLDMain(t *testing.T) {
 		t.Errorf("stdout:\n%s\nwant the vmlinux link's removed sections left out", stdout.String())
 	}
 	var e bytes.Buffer
-	if code := LDMain([]string{"-o", "x"}, []string{"PATH=/usr/bin"}, &stdout, &e); code != 2 || !strings.Contains(e.String(), EnvLD) {
+	if code := LDMain("", []string{"-o", "x"}, &stdout, &e); code != 2 || !strings.Contains(e.String(), EnvLD) {
 		t.Errorf("without %s: exit %d, %q", EnvLD, code, e.String())
 	}
 }

@@ -26,14 +26,15 @@ const (
 	PatchedScript = "vmlinux.dce.lds"
 )
 
-// LDMain is bespoke-ld, the linker Kbuild runs (make LD=bespoke-ld): args
-// are its arguments without the program name. A link with the kernel's
+// LDMain is bespoke-ld, the linker Kbuild runs (make LD=bespoke-ld): real
+// is the linker it runs ($BESPOKE_LD), args are its arguments without the
+// program name. A link with the kernel's
 // linker script (vmlinux and link-vmlinux.sh's kallsyms passes) gets
 // --gc-sections and the patched script, and the final one's removed
 // sections go to LogFile; every other link (vmlinux.o, built-in objects,
 // the boot code) runs unchanged.
-func LDMain(args []string, env []string, stdout, stderr io.Writer) int {
-	real := strings.Fields(lookup(env, EnvLD))
+func LDMain(linker string, args []string, stdout, stderr io.Writer) int {
+	real := strings.Fields(linker)
 	if len(real) == 0 {
 		fmt.Fprintf(stderr, "bespoke-ld: %s is not set (bespoke sets it to the linker to run)\n", EnvLD)
 		return 2
@@ -44,7 +45,7 @@ func LDMain(args []string, env []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	cmd := exec.Command(real[0], append(real[1:], args...)...)
-	cmd.Env, cmd.Stdin, cmd.Stderr = env, os.Stdin, stderr
+	cmd.Stdin, cmd.Stderr = os.Stdin, stderr
 	var gc bytes.Buffer
 	if script {
 		cmd.Stdout = &gc
@@ -138,14 +139,4 @@ func output(args []string) string {
 		}
 	}
 	return ""
-}
-
-func lookup(env []string, key string) string {
-	v := ""
-	for _, e := range env {
-		if k, val, ok := strings.Cut(e, "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
 }
