@@ -523,23 +523,44 @@ func (b *builder) bootRepaired(ctx context.Context, img *vm.Image, m *manifest.M
 			return "", err
 		}
 		var names []string
+		around := 0
 		for _, r := range b.hit {
 			// Several processes (nginx's workers) may trap in the same one.
 			if k := r.Entry(); !slices.Contains(b.restored, k) {
 				names = append(names, r.String())
 				b.restored = append(b.restored, k)
+				for _, k := range b.neighbours(r) {
+					if !slices.Contains(b.restored, k) {
+						b.restored = append(b.restored, k)
+						around++
+					}
+				}
 			}
 		}
 		b.hit = nil
 		if len(names) == 0 {
 			return "", err // restored already: restoring again would not help
 		}
-		fmt.Fprintf(b.opts.Progress, "      boot %d: the guest ran %s, which the profile removed: restoring it and booting again\n", round, strings.Join(names, ", "))
+		also := ""
+		if around > 0 {
+			also = fmt.Sprintf(" and %d removed functions around it (what its callers and it call)", around)
+		}
+		fmt.Fprintf(b.opts.Progress, "      boot %d: the guest ran %s, which the profile removed: restoring it%s and booting again\n", round, strings.Join(names, ", "), also)
 		fmt.Fprintf(b.log, "==> initramfs (restoring %s)\n", strings.Join(names, ", "))
 		if _, err := b.initramfs(ctx, m, state); err != nil {
 			return "", err
 		}
 	}
+}
+
+// neighbours are the removed functions to restore beside r, FILE:FUNCTION
+// (Neighbours); none when they cannot be read (the build log says why).
+func (b *builder) neighbours(r libshake.Removal) []string {
+	ns, err := Neighbours(b.stage, r.Entry())
+	if err != nil {
+		fmt.Fprintf(b.log, "restoring %s: %v\n", r, err)
+	}
+	return ns
 }
 
 // do runs one stage with a progress line before and after.

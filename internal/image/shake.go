@@ -167,3 +167,30 @@ func restoreFunctions(dir, stage string, keep []Fix, log io.Writer) ([]string, m
 	}
 	return paths, replace, nil
 }
+
+// Neighbours returns, FILE:FUNCTION, the removed functions of the image in
+// dir to restore beside entry (FILE:FUNCTION), which the guest ran: what
+// its callers and it call directly that the profile removed, and what
+// those call (libshake.MapObject.Neighbours), without entry itself.
+func Neighbours(dir, entry string) ([]string, error) {
+	sm, err := libshake.ReadMap(filepath.Join(dir, libshake.MapFile))
+	if err != nil || sm == nil {
+		return nil, err
+	}
+	file, fn, _ := strings.Cut(entry, ":")
+	for _, o := range sm.Objects {
+		if o.Path != file {
+			continue
+		}
+		ns, err := o.Neighbours(fn)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, n := range ns[1:] {
+			out = append(out, file+":"+n)
+		}
+		return out, nil
+	}
+	return nil, nil
+}

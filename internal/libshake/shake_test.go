@@ -2,9 +2,11 @@ package libshake
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -248,5 +250,67 @@ func TestRestore(t *testing.T) {
 	}
 	if _, err := mo.Restore("no_such_function", out); err == nil {
 		t.Errorf("Restore of a function that was not removed: no error")
+	}
+}
+
+// TestNeighbours: with a function A of libc removed, Neighbours(A) also
+// names B, removed, which a kept caller of A calls too, and C, removed,
+// which B calls.
+func TestNeighbours(t *testing.T) {
+	libc := hostObjects(t)[1]
+	o, err := load(libc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	starts := map[uint64]int{}
+	for i, f := range o.funcs {
+		if !f.gap {
+			starts[f.start] = i
+		}
+	}
+	callees := func(i int) []uint64 {
+		var out []uint64
+		for _, t := range o.calls(o.funcs[i]) {
+			if j, ok := starts[t]; ok && j != i && !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+		return out
+	}
+	var k, a, b, c uint64
+	for i, f := range o.funcs {
+		cs := callees(i)
+		if f.gap || len(cs) < 2 {
+			continue
+		}
+		for _, cb := range callees(starts[cs[1]]) {
+			if cb != f.start && cb != cs[0] && !slices.Contains(cs, cb) {
+				k, a, b, c = f.start, cs[0], cs[1], cb
+				break
+			}
+		}
+		if c != 0 {
+			break
+		}
+	}
+	if c == 0 {
+		t.Fatal("no function in libc calls two others, the second calling a third")
+	}
+	fnOf := func(addr uint64) Function {
+		f := o.funcs[starts[addr]]
+		return Function{Name: fmt.Sprintf("fn_%x", addr), Start: f.start, End: f.end}
+	}
+	mo := MapObject{Path: libc.Path, Host: libc.Host, Removed: []Function{fnOf(a), fnOf(b), fnOf(c)}}
+	got, err := mo.Neighbours(fnOf(a).Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("caller %#x; Neighbours(%s) = %v", k, fnOf(a).Name, got)
+	if len(got) < 3 || got[0] != fnOf(a).Name || !slices.Contains(got, fnOf(b).Name) || !slices.Contains(got, fnOf(c).Name) {
+		t.Errorf("Neighbours(%s) = %v; want it first, then %s (its caller's other callee) and %s (that one's callee)", fnOf(a).Name, got, fnOf(b).Name, fnOf(c).Name)
+	}
+	if _, err := mo.Neighbours("no_such_function"); err == nil {
+		t.Error("Neighbours of a function that was not removed: no error")
 	}
 }

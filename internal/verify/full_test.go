@@ -387,7 +387,8 @@ shake_remove: ["`+real+`:incrCommand"]
 // while the build traced the workload stay, and the smoke boot restores
 // what the guest runs beyond them. The image passes its own workload;
 // INCR, which the trace never ran, traps in a removed function, verify
-// names it, and --fix restores what INCR needs, round by round.
+// names it, and --fix restores what INCR needs (with each trapped function
+// the removed ones around it: 2 rounds where one at a time took 6-8).
 func TestVerifyShakeProfile(t *testing.T) {
 	testenv.Command(t, "qemu-system-x86_64")
 	testenv.Command(t, "redis-server")

@@ -190,6 +190,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case n >= opts.MaxRounds:
 			res.Reason += fmt.Sprintf("; gave up after %d rounds (--max-rounds)", n)
 		default:
+			fixes.ShakeKeep = withNeighbours(dir, fixes.ShakeKeep, opts.Progress)
 			for _, f := range fixes.All() {
 				fmt.Fprintf(opts.Progress, "verify: fix: %s (%s)\n", f.What, f.Why)
 				last.Fixed = append(last.Fixed, f.What)
@@ -226,6 +227,30 @@ func failure(r *Round) string {
 		return r.Error
 	}
 	return fmt.Sprintf("the program exited with status %d", r.ExitCode)
+}
+
+// withNeighbours adds to the removed functions to restore those the image
+// in dir removed around each (image.Neighbours: what its callers and it
+// call): the next rounds' traps, restored in this one.
+func withNeighbours(dir string, keep []image.Fix, progress io.Writer) []image.Fix {
+	out := slices.Clone(keep)
+	seen := map[string]bool{}
+	for _, k := range keep {
+		seen[k.What] = true
+	}
+	for _, k := range keep {
+		ns, err := image.Neighbours(dir, k.What)
+		if err != nil {
+			fmt.Fprintf(progress, "verify: the functions removed around %s: %v\n", k.What, err)
+		}
+		for _, n := range ns {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, image.Fix{What: n, Why: "removed beside " + k.What + ", which ran"})
+			}
+		}
+	}
+	return out
 }
 
 // fixesOf collects the automatic fixes of the findings.
