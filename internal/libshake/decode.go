@@ -302,6 +302,9 @@ func decode(b []byte) (inst, error) {
 			}
 			in.absMem, in.disp = true, int64(le(b[i:i+n]))
 			i += n
+			if i > 15 {
+				return in, errUnknown // longer than x86 allows
+			}
 			in.len = i
 			return in, nil
 		case op >= 0xb8 && op <= 0xbf && rexW:
@@ -309,6 +312,9 @@ func decode(b []byte) (inst, error) {
 				return in, errUnknown
 			}
 			in.hasImm, in.imm = true, int64(le(b[i:i+8]))
+			if i+8 > 15 {
+				return in, errUnknown
+			}
 			in.len = i + 8
 			return in, nil
 		}
