@@ -49,9 +49,9 @@ var ScriptKeep = []string{
 }
 
 // PatchScript returns lds with each of ScriptKeep's input section
-// descriptions, *(NAME), wrapped in KEEP(), and how many it wrapped. A
-// script where one of them is not found is an error: a kernel whose script
-// differs from 6.12's needs its list checked again.
+// descriptions, *(NAME), wrapped in KEEP(). A script where one of them is
+// not found is an error: a kernel whose script differs from 6.12's needs
+// its list checked again.
 func PatchScript(lds []byte) ([]byte, error) {
 	out := lds
 	var missing []string
@@ -67,7 +67,7 @@ func PatchScript(lds []byte) ([]byte, error) {
 		out = re.ReplaceAll(out, []byte("${1}KEEP(*("+name+"))"))
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("the kernel's linker script has no %s: bespoke-ld knows the x86 script of Linux 6.12 (kdce.ScriptKeep)", strings.Join(missing, ", "))
+		return nil, fmt.Errorf("the kernel's linker script has no %s: bespoke-ld knows the x86 script of Linux 6.12 (kdce.ScriptKeep): build this kernel without --kernel-dce", strings.Join(missing, ", "))
 	}
 	return out, nil
 }

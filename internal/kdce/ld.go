@@ -26,16 +26,16 @@ const (
 	PatchedScript = "vmlinux.dce.lds"
 )
 
-// LDMain is bespoke-ld, the linker Kbuild runs (make LD=bespoke-ld): real
-// is the linker it runs ($BESPOKE_LD), args are its arguments without the
+// LDMain is bespoke-ld, the linker Kbuild runs (make LD=bespoke-ld): linker
+// is the one it runs ($BESPOKE_LD), args are its arguments without the
 // program name. A link with the kernel's
 // linker script (vmlinux and link-vmlinux.sh's kallsyms passes) gets
 // --gc-sections and the patched script, and the final one's removed
 // sections go to LogFile; every other link (vmlinux.o, built-in objects,
 // the boot code) runs unchanged.
 func LDMain(linker string, args []string, stdout, stderr io.Writer) int {
-	real := strings.Fields(linker)
-	if len(real) == 0 {
+	ld := strings.Fields(linker)
+	if len(ld) == 0 {
 		fmt.Fprintf(stderr, "bespoke-ld: %s is not set (bespoke sets it to the linker to run)\n", EnvLD)
 		return 2
 	}
@@ -44,7 +44,7 @@ func LDMain(linker string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bespoke-ld: %v\n", err)
 		return 1
 	}
-	cmd := exec.Command(real[0], append(real[1:], args...)...)
+	cmd := exec.Command(ld[0], append(ld[1:], args...)...)
 	cmd.Stdin, cmd.Stderr = os.Stdin, stderr
 	var gc bytes.Buffer
 	if script {
@@ -70,7 +70,7 @@ func LDMain(linker string, args []string, stdout, stderr io.Writer) int {
 		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			return ee.ExitCode()
 		}
-		fmt.Fprintf(stderr, "bespoke-ld: running %s: %v\n", real[0], err)
+		fmt.Fprintf(stderr, "bespoke-ld: running %s: %v\n", ld[0], err)
 		return 1
 	}
 	return 0

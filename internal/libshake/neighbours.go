@@ -67,22 +67,11 @@ func (o MapObject) Neighbours(name string) ([]string, error) {
 
 // calls returns the targets of f's direct calls and jumps.
 func (o *object) calls(f fn) []uint64 {
-	lo, hi := f.start-o.text.Addr, f.end-o.text.Addr
-	if f.start < o.text.Addr || hi > uint64(len(o.textData)) {
-		return nil
-	}
 	var ts []uint64
-	code := o.textData[lo:hi]
-	for off := 0; off < len(code); {
-		in, err := decode(code[off:])
-		if err != nil {
-			break
-		}
-		next := f.start + uint64(off+in.len)
+	walk(f.start, o.code(f), func(next uint64, in inst) {
 		if in.branch {
 			ts = append(ts, next+uint64(in.rel))
 		}
-		off += in.len
-	}
+	})
 	return ts
 }

@@ -207,6 +207,11 @@ func functions(fdes []fde, lo, hi uint64) []fn {
 	return out
 }
 
+// code returns f's bytes in .text.
+func (o *object) code(f fn) []byte {
+	return o.textData[f.start-o.text.Addr : f.end-o.text.Addr]
+}
+
 // find returns the index of the function holding addr, or -1.
 func (o *object) find(addr uint64) int {
 	i := sort.Search(len(o.funcs), func(i int) bool { return o.funcs[i].end > addr })

@@ -55,14 +55,13 @@ func (s *shaker) profile(o *object, ran []uint64) {
 		}
 		add(i)
 		f := o.funcs[i]
-		midEntries(o, f.start, o.textData[f.start-o.text.Addr:f.end-o.text.Addr], func(t uint64) { add(o.find(t)) })
+		midEntries(o, f.start, o.code(f), func(t uint64) { add(o.find(t)) })
 	}
 	for len(work) > 0 {
 		i := work[len(work)-1]
 		work = work[:len(work)-1]
 		f := o.funcs[i]
-		code := o.textData[f.start-o.text.Addr : f.end-o.text.Addr]
-		midEntries(o, f.start, code, func(t uint64) {
+		midEntries(o, f.start, o.code(f), func(t uint64) {
 			if j := o.find(t); j >= 0 && j != i && o.funcs[j].start != t {
 				add(j)
 			}
@@ -90,12 +89,9 @@ func (s *shaker) profile(o *object, ran []uint64) {
 // the jump tables it loads.
 func midEntries(o *object, addr uint64, code []byte, visit func(uint64)) {
 	lo, hi := o.text.Addr, o.text.Addr+o.text.Size
-	for off := 0; off < len(code); {
-		in, err := decode(code[off:])
-		if err != nil {
-			return // the static pass made such an object whole
-		}
-		next := addr + uint64(off) + uint64(in.len)
+	// An instruction decode does not know ends the walk: the static pass
+	// made such an object whole.
+	walk(addr, code, func(next uint64, in inst) {
 		switch {
 		case in.branch:
 			visit(next + uint64(in.rel))
@@ -108,7 +104,19 @@ func midEntries(o *object, addr uint64, code []byte, visit func(uint64)) {
 				o.jumpTable(t, visit)
 			}
 		}
+	})
+}
+
+// walk calls visit with each instruction of code, which starts at addr,
+// and the address after it, up to the first one decode does not know.
+func walk(addr uint64, code []byte, visit func(next uint64, in inst)) {
+	for off := 0; off < len(code); {
+		in, err := decode(code[off:])
+		if err != nil {
+			return
+		}
 		off += in.len
+		visit(addr+uint64(off), in)
 	}
 }
 

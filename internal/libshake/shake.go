@@ -348,8 +348,7 @@ func (s *shaker) run() {
 			continue
 		}
 		fun := o.funcs[f]
-		code := o.textData[fun.start-o.text.Addr : fun.end-o.text.Addr]
-		if err := s.scan(o, fun.start, code, fun.gap); err != nil {
+		if err := s.scan(o, fun.start, o.code(fun), fun.gap); err != nil {
 			o.setWhole(err.Error())
 			s.makeWhole(o)
 			continue
