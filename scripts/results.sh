@@ -8,6 +8,9 @@
 # -M microvm) and share one kernel: the shared test kernel's options on the
 # redis example, which covers all six (each application's own kernel is
 # smaller: docs/apps.md).
+# KERNEL=dce: each application builds its own kernel instead, with
+# --kernel-dce (Clang ThinLTO and --gc-sections; needs clang-14, lld-14,
+# llvm-14: make deps), from its own spec.
 # Usage: scripts/results.sh [OUT_DIR] [APP...] (default out/results, all six).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +25,9 @@ enable=$(go run ./internal/testkernel/budget -enable qemu-pc)
 log() { echo "== $*" >&2; }
 for app in "${apps[@]}"; do
   img="$out/$app.image"
-  if [ "$app" = redis ]; then
+  if [ "${KERNEL:-}" = dce ]; then
+    args=(-f "examples/$app/bespoke.yaml" --kernel-dce)
+  elif [ "$app" = redis ]; then
     args=(-f "$out/redis.yaml" --name redis)
   else
     args=(-f "examples/$app/bespoke.yaml" --kernel-from "$out/redis.image")

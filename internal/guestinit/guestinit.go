@@ -6,21 +6,21 @@
 // line on the console and reboots, which ends the VM.
 //
 // It is built into the static binary cmd/bespoke-init and imports only the
-// standard library, golang.org/x/sys/unix and the protocol package: none of
-// bespoke's host-side code.
+// standard library, golang.org/x/sys/unix, the protocol package and
+// package lite: none of bespoke's host-side code, and not fmt,
+// encoding/json, net/netip or archive/tar, which would double its size
+// (package lite says why).
 package guestinit
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -65,25 +65,54 @@ func ParseCmdline(s string) map[string]string {
 
 // Net is the guest's eth0 configuration from protocol.ParamNet.
 type Net struct {
-	Addr    netip.Prefix // address and prefix length, e.g. 10.0.2.15/24
-	Gateway netip.Addr   // default route; invalid when none
+	Addr       IPv4 // e.g. 10.0.2.15
+	Bits       int  // the prefix length, e.g. 24
+	Gateway    IPv4 // the default route, when HasGateway
+	HasGateway bool
+}
+
+// IPv4 is an IPv4 address.
+type IPv4 [4]byte
+
+func (a IPv4) String() string {
+	return strconv.Itoa(int(a[0])) + "." + strconv.Itoa(int(a[1])) + "." + strconv.Itoa(int(a[2])) + "." + strconv.Itoa(int(a[3]))
+}
+
+// ParseIPv4 parses a dotted-decimal IPv4 address, as net/netip does: four
+// numbers of 0 to 255, without leading zeros.
+func ParseIPv4(s string) (IPv4, bool) {
+	var a IPv4
+	f := strings.Split(s, ".")
+	if len(f) != 4 {
+		return a, false
+	}
+	for i, x := range f {
+		n, err := strconv.ParseUint(x, 10, 8)
+		if err != nil || x == "" || x[0] == '+' || len(x) > 1 && x[0] == '0' {
+			return a, false
+		}
+		a[i] = byte(n)
+	}
+	return a, true
 }
 
 // ParseNet parses "ADDR/PREFIX[,GATEWAY]" (IPv4).
 func ParseNet(v string) (Net, error) {
 	a, gw, hasGW := strings.Cut(v, ",")
 	var n Net
-	p, err := netip.ParsePrefix(a)
-	if err != nil || !p.Addr().Is4() {
-		return n, fmt.Errorf("%s=%q: want ADDR/PREFIX,GATEWAY with IPv4 addresses, e.g. 10.0.2.15/24,10.0.2.2", protocol.ParamNet, v)
+	addr, bits, _ := strings.Cut(a, "/")
+	var ok bool
+	n.Addr, ok = ParseIPv4(addr)
+	b, err := strconv.ParseUint(bits, 10, 8)
+	if !ok || err != nil || b > 32 || len(bits) > 1 && bits[0] == '0' {
+		return Net{}, lite.Errorf("%s=%q: want ADDR/PREFIX,GATEWAY with IPv4 addresses, e.g. 10.0.2.15/24,10.0.2.2", protocol.ParamNet, v)
 	}
-	n.Addr = p
+	n.Bits = int(b)
 	if hasGW {
-		g, err := netip.ParseAddr(gw)
-		if err != nil || !g.Is4() {
-			return n, fmt.Errorf("%s=%q: bad gateway %q", protocol.ParamNet, v, gw)
+		if n.Gateway, ok = ParseIPv4(gw); !ok {
+			return Net{}, lite.Errorf("%s=%q: bad gateway %q", protocol.ParamNet, v, gw)
 		}
-		n.Gateway = g
+		n.HasGateway = true
 	}
 	return n, nil
 }
@@ -109,21 +138,25 @@ func MergeEnv(lists ...[]string) []string {
 
 // DecodeConfig reads the init's configuration and checks it.
 func DecodeConfig(r io.Reader) (protocol.Config, error) {
-	var c protocol.Config
-	if err := json.NewDecoder(r).Decode(&c); err != nil {
-		return c, fmt.Errorf("decoding %s: %w", protocol.ConfigPath, err)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return protocol.Config{}, lite.Errorf("reading %s: %w", protocol.ConfigPath, err)
+	}
+	c, err := protocol.ParseConfig(b)
+	if err != nil {
+		return c, lite.Errorf("decoding %s: %w", protocol.ConfigPath, err)
 	}
 	if !strings.HasPrefix(c.Path, "/") {
-		return c, fmt.Errorf("%s: program path %q is not absolute", protocol.ConfigPath, c.Path)
+		return c, lite.Errorf("%s: program path %q is not absolute", protocol.ConfigPath, c.Path)
 	}
 	for _, d := range c.Dirs {
 		if !strings.HasPrefix(d.Path, "/") {
-			return c, fmt.Errorf("%s: dir %q is not absolute", protocol.ConfigPath, d.Path)
+			return c, lite.Errorf("%s: dir %q is not absolute", protocol.ConfigPath, d.Path)
 		}
 	}
 	for _, m := range c.Mounts {
 		if !strings.HasPrefix(m.Target, "/") || m.Type == "" {
-			return c, fmt.Errorf("%s: mount of %q on %q: want an absolute target and a type", protocol.ConfigPath, m.Source, m.Target)
+			return c, lite.Errorf("%s: mount of %q on %q: want an absolute target and a type", protocol.ConfigPath, m.Source, m.Target)
 		}
 	}
 	return c, nil
@@ -209,7 +242,7 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 	if cfg.StopSignal != "" {
 		sig := unix.SignalNum(cfg.StopSignal)
 		if sig == 0 {
-			return p, fmt.Errorf("%s: unknown stop signal %q", protocol.ConfigPath, cfg.StopSignal)
+			return p, lite.Errorf("%s: unknown stop signal %q", protocol.ConfigPath, cfg.StopSignal)
 		}
 		p.StopSignal = sig
 	}
@@ -219,14 +252,14 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		for _, f := range strings.Split(v, ",") {
 			nr, err := strconv.Atoi(f)
 			if err != nil || nr < 0 {
-				return p, fmt.Errorf("%s=%q: want syscall numbers separated by commas", protocol.ParamProbeSyscalls, v)
+				return p, lite.Errorf("%s=%q: want syscall numbers separated by commas", protocol.ParamProbeSyscalls, v)
 			}
 			p.ProbeSyscalls = append(p.ProbeSyscalls, nr)
 		}
 	}
 	if t, ok := params[protocol.ParamTrace]; ok {
 		if !strings.HasPrefix(t, "/") {
-			return p, fmt.Errorf("%s=%q: want an absolute path", protocol.ParamTrace, t)
+			return p, lite.Errorf("%s=%q: want an absolute path", protocol.ParamTrace, t)
 		}
 		stop := cfg.StopTimeoutSec
 		if stop <= 0 {
@@ -251,7 +284,7 @@ func MakePlan(cfg protocol.Config, cmdline, home string) (Plan, error) {
 		}
 		for _, vol := range vs {
 			if !strings.HasPrefix(vol.Target, "/") || vol.Serial == "" || vol.Type == "" {
-				return p, fmt.Errorf("%s: volume %+v: want a serial, a type and an absolute target", protocol.ParamVolumes, vol)
+				return p, lite.Errorf("%s: volume serial=%q target=%q type=%q: want a serial, a type and an absolute target", protocol.ParamVolumes, vol.Serial, vol.Target, vol.Type)
 			}
 		}
 		p.Volumes = vs

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,8 +39,8 @@ func TestParseNet(t *testing.T) {
 		want    Net
 		wantErr bool
 	}{
-		{"10.0.2.15/24,10.0.2.2", Net{netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.2")}, false},
-		{"192.168.1.7/16", Net{Addr: netip.MustParsePrefix("192.168.1.7/16")}, false},
+		{"10.0.2.15/24,10.0.2.2", Net{IPv4{10, 0, 2, 15}, 24, IPv4{10, 0, 2, 2}, true}, false},
+		{"192.168.1.7/16", Net{Addr: IPv4{192, 168, 1, 7}, Bits: 16}, false},
 		{"10.0.2.15,10.0.2.2", Net{}, true},
 		{"10.0.2.15/24,gw", Net{}, true},
 		{"fd00::2/64,fd00::1", Net{}, true},
@@ -51,6 +53,39 @@ func TestParseNet(t *testing.T) {
 		}
 		if err == nil && got != tc.want {
 			t.Errorf("ParseNet(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestParseNetAsNetip checks ParseNet against net/netip, which the init
+// used before (it is too big for it).
+func TestParseNetAsNetip(t *testing.T) {
+	viaNetip := func(v string) (Net, bool) {
+		a, gw, hasGW := strings.Cut(v, ",")
+		p, err := netip.ParsePrefix(a)
+		if err != nil || !p.Addr().Is4() {
+			return Net{}, false
+		}
+		n := Net{Addr: p.Addr().As4(), Bits: p.Bits()}
+		if hasGW {
+			g, err := netip.ParseAddr(gw)
+			if err != nil || !g.Is4() {
+				return Net{}, false
+			}
+			n.Gateway, n.HasGateway = g.As4(), true
+		}
+		return n, true
+	}
+	for _, in := range []string{
+		"10.0.2.15/24,10.0.2.2", "0.0.0.0/0", "255.255.255.255/32", "1.2.3.4/33", "1.2.3.4/-1",
+		"1.2.3.4/024", "1.2.3.4/+24", "01.2.3.4/24", "1.2.3.256/24", "1.2.3/24", "1.2.3.4.5/24",
+		"1.2.3.4/24,", "1.2.3.4/24,1.2.3.4,", "1..3.4/8", " 1.2.3.4/8", "1.2.3.4/8,::1",
+		"::ffff:1.2.3.4/120", "1.2.3.4", "1.2.3.4/", "/24",
+	} {
+		want, wantOK := viaNetip(in)
+		got, err := ParseNet(in)
+		if (err == nil) != wantOK || err == nil && got != want {
+			t.Errorf("ParseNet(%q) = %+v, %v; net/netip gives %+v, %v", in, got, err, want, wantOK)
 		}
 	}
 }
@@ -154,7 +189,7 @@ func TestMakePlan(t *testing.T) {
 				Path: "/usr/bin/app", Argv: []string{"/usr/bin/app", "--version"},
 				Env: []string{"PATH=" + DefaultPath, "HOME=/home/app", "TERM=vt100", "A=2", "B=3"},
 				Dir: "/", Uid: 5, Gid: 6, Groups: []int{6}, Hostname: "app", StopSignal: syscall.SIGTERM,
-				Net: &Net{netip.MustParsePrefix("10.0.2.15/24"), netip.MustParseAddr("10.0.2.2")},
+				Net: &Net{IPv4{10, 0, 2, 15}, 24, IPv4{10, 0, 2, 2}, true},
 			},
 		},
 		{
@@ -210,7 +245,7 @@ func TestMakePlan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("MakePlan (-want +got):\n%s", diff)
 			}
 		})
@@ -353,11 +388,44 @@ func TestImports(t *testing.T) {
 		"golang.org/x/sys/unix":                                     true,
 		"github.com/bespoke-os/bespoke/internal/guestinit":          true,
 		"github.com/bespoke-os/bespoke/internal/guestinit/protocol": true,
+		"github.com/bespoke-os/bespoke/internal/guestinit/lite":     true,
 		"github.com/bespoke-os/bespoke/cmd/bespoke-init":            true,
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] {
-			t.Errorf("the guest init depends on %s, want only the standard library, x/sys/unix and the protocol", p)
+			t.Errorf("the guest init depends on %s, want only the standard library, x/sys/unix, the protocol and lite", p)
+		}
+	}
+}
+
+// TestLinked keeps the init small: none of the code of the packages lite
+// stands in for is linked into it (their package init may be: the
+// protocol imports compress/gzip for the host's side of blobs).
+func TestLinked(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	bin := filepath.Join(t.TempDir(), "init")
+	build := exec.Command(goTool, "build", "-trimpath", "-o", bin, "github.com/bespoke-os/bespoke/cmd/bespoke-init")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(goTool, "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	bad := regexp.MustCompile(`^(fmt|encoding/json|archive/tar|net/netip|os/user)\.|^compress/flate\.NewWriter|^reflect\.Value\.`)
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		if m := bad.FindString(f[len(f)-1]); m != "" && !seen[m] {
+			seen[m] = true
+			t.Errorf("the guest init links %s (e.g. %s): use package lite", m, f[len(f)-1])
 		}
 	}
 }

@@ -1,10 +1,8 @@
 package guestinit
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -16,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -25,13 +24,13 @@ import (
 // QEMU's -no-reboot ends the VM.
 func Main() {
 	if os.Getpid() != 1 {
-		fmt.Fprintln(os.Stderr, errNotPID1)
+		os.Stderr.WriteString(errNotPID1.Error() + "\n")
 		os.Exit(2)
 	}
 	ev := func() (ev protocol.Event) {
 		defer func() {
 			if r := recover(); r != nil {
-				ev = failed(fmt.Errorf("panic: %v", r))
+				ev = failed(lite.Errorf("panic: %v", r))
 			}
 		}()
 		ev, err := run()
@@ -60,7 +59,7 @@ func failed(err error) protocol.Event {
 func say(e protocol.Event) { os.Stdout.WriteString(e.Format() + "\n") }
 
 func warnf(format string, args ...any) {
-	os.Stdout.WriteString(protocol.MarkerPrefix + "warning: " + fmt.Sprintf(format, args...) + "\n")
+	os.Stdout.WriteString(protocol.MarkerPrefix + "warning: " + lite.Sprintf(format, args...) + "\n")
 }
 
 // uptime returns the guest's seconds since boot: CLOCK_BOOTTIME, the
@@ -91,7 +90,7 @@ func run() (protocol.Event, error) {
 
 	f, err := os.Open(protocol.ConfigPath)
 	if err != nil {
-		return protocol.Event{}, fmt.Errorf("reading the init config: %w", err)
+		return protocol.Event{}, lite.Errorf("reading the init config: %w", err)
 	}
 	cfg, err := DecodeConfig(f)
 	f.Close()
@@ -100,7 +99,7 @@ func run() (protocol.Event, error) {
 	}
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
-		return protocol.Event{}, fmt.Errorf("reading the kernel command line: %w", err)
+		return protocol.Event{}, lite.Errorf("reading the kernel command line: %w", err)
 	}
 	home := "/"
 	if pw, err := os.Open("/etc/passwd"); err == nil {
@@ -144,11 +143,11 @@ func run() (protocol.Event, error) {
 		if errno != 0 {
 			result = unix.ErrnoName(errno)
 		}
-		os.Stdout.WriteString(fmt.Sprintf("%s%d %s\n", protocol.ProbeMarker, nr, result))
+		os.Stdout.WriteString(lite.Sprintf("%s%d %s\n", protocol.ProbeMarker, nr, result))
 	}
 	if plan.Gcov {
 		if err := unix.Mount("debugfs", "/sys/kernel/debug", "debugfs", 0, ""); err != nil {
-			return protocol.Event{}, fmt.Errorf("mounting debugfs for %s: %w (the kernel needs DEBUG_FS and GCOV_KERNEL)", protocol.ParamGcov, err)
+			return protocol.Event{}, lite.Errorf("mounting debugfs for %s: %w (the kernel needs DEBUG_FS and GCOV_KERNEL)", protocol.ParamGcov, err)
 		}
 		defer sendGcov()
 	}
@@ -186,13 +185,13 @@ func makeDir(d protocol.Dir) error {
 		mode = 0o755
 	}
 	if err := os.MkdirAll(d.Path, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", d.Path, err)
+		return lite.Errorf("creating %s: %w", d.Path, err)
 	}
 	if err := unix.Chmod(d.Path, mode); err != nil {
-		return fmt.Errorf("creating %s: %w", d.Path, err)
+		return lite.Errorf("creating %s: %w", d.Path, err)
 	}
 	if err := unix.Lchown(d.Path, d.Uid, d.Gid); err != nil {
-		return fmt.Errorf("creating %s: %w", d.Path, err)
+		return lite.Errorf("creating %s: %w", d.Path, err)
 	}
 	return nil
 }
@@ -222,7 +221,7 @@ var rlimits = map[string]int{
 func RlimitResource(name string) (int, error) {
 	r, ok := rlimits[strings.TrimPrefix(strings.ToUpper(name), "RLIMIT_")]
 	if !ok {
-		return 0, fmt.Errorf("unknown rlimit %q", name)
+		return 0, lite.Errorf("unknown rlimit %q", name)
 	}
 	return r, nil
 }
@@ -240,7 +239,7 @@ func setRlimits(limits map[string]uint64) error {
 		}
 		v := limits[n]
 		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: v, Max: v}); err != nil {
-			return fmt.Errorf("setting rlimit %s to %d: %w", n, v, err)
+			return lite.Errorf("setting rlimit %s to %d: %w", n, v, err)
 		}
 	}
 	return nil
@@ -349,7 +348,7 @@ func SignalName(s syscall.Signal) string {
 	if n := unix.SignalName(s); n != "" {
 		return n
 	}
-	return fmt.Sprintf("SIG%d", int(s))
+	return lite.Sprintf("SIG%d", int(s))
 }
 
 // supervise starts the program, reaps every child (init adopts orphans),
@@ -360,7 +359,7 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 
 	devnull, err := os.Open("/dev/null")
 	if err != nil {
-		return protocol.Event{}, fmt.Errorf("opening /dev/null: %w", err)
+		return protocol.Event{}, lite.Errorf("opening /dev/null: %w", err)
 	}
 	groups := make([]uint32, len(p.Groups))
 	for i, g := range p.Groups {
@@ -403,7 +402,7 @@ func supervise(p Plan, timeout time.Duration) (protocol.Event, error) {
 	}
 	devnull.Close()
 	if err != nil {
-		return protocol.Event{}, fmt.Errorf("starting %s: %w", path, err)
+		return protocol.Event{}, lite.Errorf("starting %s: %w", path, err)
 	}
 	say(protocol.Event{Kind: protocol.EventExec, Pid: pid, Uptime: uptime()})
 	closeOnce(said)
@@ -555,7 +554,7 @@ func setClock(times <-chan time.Time) {
 		warnf("setting the clock from the host's: %v", err)
 		return
 	}
-	fmt.Printf("init: clock set from the host's: moved %+.3fs (round trip %.1f ms)\n", now.Sub(was.Round(0)).Seconds(), float64(best.rtt)/1e6)
+	os.Stdout.WriteString(lite.Sprintf("init: clock set from the host's: moved %+.3fs (round trip %.1f ms)\n", now.Sub(was.Round(0)).Seconds(), float64(best.rtt)/1e6))
 	say(protocol.Event{Kind: protocol.EventAck, Msg: protocol.ClockSet, Uptime: uptime()})
 }
 
@@ -563,36 +562,32 @@ func setClock(times <-chan time.Time) {
 // the protocol.BlobGcov tar archive. debugfs reports each file's size as
 // 0, so each is read whole before it is stored.
 func sendGcov() {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	var tar []byte
 	n := 0
 	err := filepath.WalkDir(protocol.GcovDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() || !strings.HasSuffix(p, ".gcda") {
 			return nil
 		}
 		data, err := os.ReadFile(p)
+		if err == nil {
+			tar, err = AppendTar(tar, strings.TrimPrefix(p, protocol.GcovDir+"/"), data)
+		}
 		if err != nil {
 			warnf("reading %s: %v", p, err)
 			return nil
 		}
 		n++
-		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(p, protocol.GcovDir+"/"), Mode: 0o644, Size: int64(len(data))}); err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
+		return nil
 	})
 	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = protocol.WriteBlob(os.Stdout, protocol.BlobGcov, buf.Bytes())
+		tar = EndTar(tar)
+		err = protocol.WriteBlobZeros(os.Stdout, protocol.BlobGcov, tar)
 	}
 	if err != nil {
 		warnf("sending the gcov data: %v", err)
 		return
 	}
-	os.Stdout.WriteString(fmt.Sprintf("%snote: sent %d .gcda files (%d bytes)\n", protocol.MarkerPrefix, n, buf.Len()))
+	os.Stdout.WriteString(lite.Sprintf("%snote: sent %d .gcda files (%d bytes)\n", protocol.MarkerPrefix, n, len(tar)))
 }
 
 // stateEvery is how often the init looks at the state directory's room:

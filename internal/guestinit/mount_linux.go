@@ -2,10 +2,10 @@ package guestinit
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +35,7 @@ var baseMounts = []baseMount{
 func mountBase() error {
 	os.Mkdir("/proc", 0o555)
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mounting /proc: %w (the kernel needs CONFIG_PROC_FS)", err)
+		return lite.Errorf("mounting /proc: %w (the kernel needs CONFIG_PROC_FS)", err)
 	}
 	have := kernelFilesystems()
 	for _, m := range baseMounts {
@@ -130,7 +130,7 @@ func MountOptions(opts string) (uintptr, string) {
 
 func mountExtra(m protocol.Mount) error {
 	if err := os.MkdirAll(m.Target, 0o755); err != nil {
-		return fmt.Errorf("mounting %s: %w", m.Target, err)
+		return lite.Errorf("mounting %s: %w", m.Target, err)
 	}
 	flags, data := MountOptions(m.Options)
 	src := m.Source
@@ -138,7 +138,7 @@ func mountExtra(m protocol.Mount) error {
 		src = m.Type
 	}
 	if err := unix.Mount(src, m.Target, m.Type, flags, data); err != nil {
-		return fmt.Errorf("mounting %s on %s (%s): %w", src, m.Target, m.Type, err)
+		return lite.Errorf("mounting %s on %s (%s): %w", src, m.Target, m.Type, err)
 	}
 	return nil
 }

@@ -1,10 +1,9 @@
 package guestinit
 
 import (
-	"fmt"
-	"net/netip"
 	"unsafe"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,19 +33,19 @@ func setupNet(n *Net) error {
 		if n == nil {
 			return nil
 		}
-		return fmt.Errorf("configuring eth0: opening an IPv4 socket: %w (the kernel needs CONFIG_INET)", err)
+		return lite.Errorf("configuring eth0: opening an IPv4 socket: %w (the kernel needs CONFIG_INET)", err)
 	}
 	defer unix.Close(fd)
-	if err := ifUp(fd, "lo", netip.MustParsePrefix("127.0.0.1/8")); err != nil {
+	if err := ifUp(fd, "lo", IPv4{127, 0, 0, 1}, 8); err != nil {
 		warnf("%v", err)
 	}
 	if n == nil {
 		return nil
 	}
-	if err := ifUp(fd, "eth0", n.Addr); err != nil {
+	if err := ifUp(fd, "eth0", n.Addr, n.Bits); err != nil {
 		return err
 	}
-	if n.Gateway.IsValid() {
+	if n.HasGateway {
 		if err := addDefaultRoute(fd, n.Gateway); err != nil {
 			return err
 		}
@@ -54,31 +53,30 @@ func setupNet(n *Net) error {
 	return nil
 }
 
-func ifUp(fd int, name string, addr netip.Prefix) error {
+func ifUp(fd int, name string, addr IPv4, bits int) error {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		return fmt.Errorf("configuring %s: %w", name, err)
+		return lite.Errorf("configuring %s: %w", name, err)
 	}
-	a := addr.Addr().As4()
-	if err := ifr.SetInet4Addr(a[:]); err != nil {
-		return fmt.Errorf("configuring %s: %w", name, err)
+	if err := ifr.SetInet4Addr(addr[:]); err != nil {
+		return lite.Errorf("configuring %s: %w", name, err)
 	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
-		return fmt.Errorf("configuring %s: setting address %v: %w", name, addr.Addr(), err)
+		return lite.Errorf("configuring %s: setting address %s: %w", name, addr, err)
 	}
-	mask := netmask(addr.Bits())
+	mask := netmask(bits)
 	ifr, _ = unix.NewIfreq(name)
 	ifr.SetInet4Addr(mask[:])
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
-		return fmt.Errorf("configuring %s: setting netmask /%d: %w", name, addr.Bits(), err)
+		return lite.Errorf("configuring %s: setting netmask /%d: %w", name, bits, err)
 	}
 	ifr, _ = unix.NewIfreq(name)
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("configuring %s: %w", name, err)
+		return lite.Errorf("configuring %s: %w", name, err)
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("configuring %s: bringing it up: %w", name, err)
+		return lite.Errorf("configuring %s: bringing it up: %w", name, err)
 	}
 	return nil
 }
@@ -92,14 +90,14 @@ func netmask(bits int) [4]byte {
 	return [4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
 }
 
-func addDefaultRoute(fd int, gw netip.Addr) error {
+func addDefaultRoute(fd int, gw IPv4) error {
 	rt := rtentry{flags: unix.RTF_UP | unix.RTF_GATEWAY}
 	rt.dst.Family = unix.AF_INET
 	rt.genmask.Family = unix.AF_INET
 	rt.gateway.Family = unix.AF_INET
-	rt.gateway.Addr = gw.As4()
+	rt.gateway.Addr = gw
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCADDRT, uintptr(unsafe.Pointer(&rt))); errno != 0 {
-		return fmt.Errorf("adding the default route via %v: %w", gw, errno)
+		return lite.Errorf("adding the default route via %s: %w", gw, errno)
 	}
 	return nil
 }

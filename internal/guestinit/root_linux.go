@@ -2,7 +2,6 @@ package guestinit
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -22,28 +22,28 @@ import (
 func writableRoot() error {
 	var st unix.Statfs_t
 	if err := unix.Statfs("/", &st); err != nil {
-		return fmt.Errorf("reading the root filesystem: %w", err)
+		return lite.Errorf("reading the root filesystem: %w", err)
 	}
 	if st.Flags&unix.ST_RDONLY == 0 {
 		return nil
 	}
 	if err := unix.Mount("tmpfs", protocol.OverlayRW, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return fmt.Errorf("mounting the tmpfs for writes over the read-only root: %w (the kernel needs CONFIG_TMPFS; %s must exist in the root)", err, protocol.OverlayRW)
+		return lite.Errorf("mounting the tmpfs for writes over the read-only root: %w (the kernel needs CONFIG_TMPFS; %s must exist in the root)", err, protocol.OverlayRW)
 	}
 	upper, work := protocol.OverlayRW+"/upper", protocol.OverlayRW+"/work"
 	for _, d := range []string{upper, work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
-			return fmt.Errorf("making the overlay on the root: %w", err)
+			return lite.Errorf("making the overlay on the root: %w", err)
 		}
 	}
 	// uuid=null: tmpfs stores no trusted xattrs for the overlay's uuid
 	// (the kernel would warn and fall back to this).
 	opts := "lowerdir=/,upperdir=" + upper + ",workdir=" + work + ",uuid=null"
 	if err := unix.Mount("overlay", protocol.OverlayRoot, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mounting the overlay on the read-only root: %w (the kernel needs CONFIG_OVERLAY_FS)", err)
+		return lite.Errorf("mounting the overlay on the read-only root: %w (the kernel needs CONFIG_OVERLAY_FS)", err)
 	}
 	if err := unix.Chroot(protocol.OverlayRoot); err != nil {
-		return fmt.Errorf("entering the overlay on the root: %w", err)
+		return lite.Errorf("entering the overlay on the root: %w", err)
 	}
 	return unix.Chdir("/")
 }
@@ -56,38 +56,38 @@ func mountVolumes(vs []protocol.Volume) error {
 	have := kernelFilesystems()
 	for i, v := range vs {
 		if !have[v.Type] {
-			return fmt.Errorf("volume for %s: the kernel has no %s filesystem: rebuild the image with kernel.enable: [%s_FS]", v.Target, v.Type, strings.ToUpper(v.Type))
+			return lite.Errorf("volume for %s: the kernel has no %s filesystem: rebuild the image with kernel.enable: [%s_FS]", v.Target, v.Type, strings.ToUpper(v.Type))
 		}
 		dev, err := diskBySerial(v.Serial)
 		if err != nil {
-			return fmt.Errorf("volume for %s: %w", v.Target, err)
+			return lite.Errorf("volume for %s: %w", v.Target, err)
 		}
 		var flags uintptr
 		if v.ReadOnly {
 			flags = unix.MS_RDONLY
 		}
 		if err := os.MkdirAll(v.Target, 0o755); err != nil {
-			return fmt.Errorf("volume for %s: %w", v.Target, err)
+			return lite.Errorf("volume for %s: %w", v.Target, err)
 		}
 		if v.ReadOnly || v.Image == "" {
 			if err := unix.Mount(dev, v.Target, v.Type, flags, ""); err != nil {
-				return fmt.Errorf("mounting the volume %s (%s) on %s: %w", dev, v.Type, v.Target, err)
+				return lite.Errorf("mounting the volume %s (%s) on %s: %w", dev, v.Type, v.Target, err)
 			}
 			continue
 		}
-		tmp := fmt.Sprintf("/run/bespoke-volume%d", i)
+		tmp := lite.Sprintf("/run/bespoke-volume%d", i)
 		if err := os.MkdirAll(tmp, 0o700); err != nil {
 			return err
 		}
 		if err := unix.Mount(dev, tmp, v.Type, flags, ""); err != nil {
-			return fmt.Errorf("mounting the volume %s (%s) for %s: %w (is it an %s filesystem?)", dev, v.Type, v.Target, err, v.Type)
+			return lite.Errorf("mounting the volume %s (%s) for %s: %w (is it an %s filesystem?)", dev, v.Type, v.Target, err, v.Type)
 		}
 		if err := prepareVolume(tmp, v); err != nil {
 			unix.Unmount(tmp, 0)
 			return err
 		}
 		if err := unix.Mount(tmp, v.Target, "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("moving the volume onto %s: %w", v.Target, err)
+			return lite.Errorf("moving the volume onto %s: %w", v.Target, err)
 		}
 		os.Remove(tmp)
 	}
@@ -101,12 +101,12 @@ func prepareVolume(dir string, v protocol.Volume) error {
 	data, err := os.ReadFile(marker)
 	if err == nil {
 		if owner := strings.TrimSpace(string(data)); owner != v.Image {
-			return fmt.Errorf("the volume for %s belongs to image %q, not %q: give this image a volume of its own (a new file is created empty and filled from the image)", v.Target, owner, v.Image)
+			return lite.Errorf("the volume for %s belongs to image %q, not %q: give this image a volume of its own (a new file is created empty and filled from the image)", v.Target, owner, v.Image)
 		}
 		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("reading the volume's marker: %w", err)
+		return lite.Errorf("reading the volume's marker: %w", err)
 	}
 	names, err := readNames(dir)
 	if err != nil {
@@ -114,7 +114,7 @@ func prepareVolume(dir string, v protocol.Volume) error {
 	}
 	for _, n := range names {
 		if n != "lost+found" {
-			return fmt.Errorf("the volume for %s holds files (%s) but is no bespoke volume (no %s): give a new file, which bespoke creates and the image fills", v.Target, n, protocol.VolumeMarker)
+			return lite.Errorf("the volume for %s holds files (%s) but is no bespoke volume (no %s): give a new file, which bespoke creates and the image fills", v.Target, n, protocol.VolumeMarker)
 		}
 	}
 	// What the image holds at the target: its owner and mode, and its tree.
@@ -124,10 +124,10 @@ func prepareVolume(dir string, v protocol.Volume) error {
 		}
 	}
 	if err := copyTree(v.Target, dir); err != nil {
-		return fmt.Errorf("filling the new volume for %s from the image: %w", v.Target, err)
+		return lite.Errorf("filling the new volume for %s from the image: %w", v.Target, err)
 	}
 	if err := os.WriteFile(marker, []byte(v.Image+"\n"), 0o644); err != nil {
-		return fmt.Errorf("marking the volume for %s: %w", v.Target, err)
+		return lite.Errorf("marking the volume for %s: %w", v.Target, err)
 	}
 	unix.Sync()
 	warnf("volume for %s: new, filled from the image", v.Target)
@@ -151,7 +151,7 @@ func diskBySerial(s string) (string, error) {
 			return "/dev/" + filepath.Base(filepath.Dir(p)), nil
 		}
 	}
-	return "", fmt.Errorf("no virtio disk with serial %s (the kernel needs CONFIG_VIRTIO_BLK)", s)
+	return "", lite.Errorf("no virtio disk with serial %s (the kernel needs CONFIG_VIRTIO_BLK)", s)
 }
 
 // copyTree copies the contents of src into dst (which exists): files,
@@ -240,17 +240,17 @@ func copyMeta(src, dst string, st fs.FileInfo) error {
 func stage0(list string) error {
 	os.Mkdir("/dev", 0o755)
 	if err := unix.Mount("devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"); err != nil {
-		return fmt.Errorf("stage 0: mounting /dev: %w", err)
+		return lite.Errorf("stage 0: mounting /dev: %w", err)
 	}
 	for _, m := range strings.Fields(list) {
 		f, err := os.Open(m)
 		if err != nil {
-			return fmt.Errorf("stage 0: %w", err)
+			return lite.Errorf("stage 0: %w", err)
 		}
 		err = unix.FinitModule(int(f.Fd()), "", unix.MODULE_INIT_COMPRESSED_FILE)
 		f.Close()
 		if err != nil && err != unix.EEXIST {
-			return fmt.Errorf("stage 0: loading module %s: %w (the kernel needs MODULE_DECOMPRESS for .ko.xz)", m, err)
+			return lite.Errorf("stage 0: loading module %s: %w (the kernel needs MODULE_DECOMPRESS for .ko.xz)", m, err)
 		}
 	}
 	const dev = "/dev/vda"
@@ -259,35 +259,35 @@ func stage0(list string) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stage 0: no %s 10 s after loading the modules: is the root a virtio disk?", dev)
+			return lite.Errorf("stage 0: no %s 10 s after loading the modules: is the root a virtio disk?", dev)
 		}
 	}
 	if err := os.MkdirAll(protocol.Stage0Root, 0o755); err != nil {
-		return fmt.Errorf("stage 0: %w", err)
+		return lite.Errorf("stage 0: %w", err)
 	}
 	if err := unix.Mount(dev, protocol.Stage0Root, "erofs", unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("stage 0: mounting the root %s (erofs) on %s: %w", dev, protocol.Stage0Root, err)
+		return lite.Errorf("stage 0: mounting the root %s (erofs) on %s: %w", dev, protocol.Stage0Root, err)
 	}
 	// The root's init mounts its own /dev. The initramfs's files would
 	// hold memory for the whole run, as switch_root's deletion says: the
 	// modules are loaded, and this binary runs from its mapping.
 	if err := unix.Unmount("/dev", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("stage 0: %w", err)
+		return lite.Errorf("stage 0: %w", err)
 	}
 	for _, p := range append(strings.Fields(list), protocol.Stage0File, "/init") {
 		os.Remove(p)
 	}
 	if err := unix.Chdir(protocol.Stage0Root); err != nil {
-		return fmt.Errorf("stage 0: %w", err)
+		return lite.Errorf("stage 0: %w", err)
 	}
 	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("stage 0: moving the root onto /: %w", err)
+		return lite.Errorf("stage 0: moving the root onto /: %w", err)
 	}
 	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("stage 0: %w", err)
+		return lite.Errorf("stage 0: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("stage 0: %w", err)
+		return lite.Errorf("stage 0: %w", err)
 	}
-	return fmt.Errorf("stage 0: running the root's /init: %w", unix.Exec("/init", os.Args, os.Environ()))
+	return lite.Errorf("stage 0: running the root's /init: %w", unix.Exec("/init", os.Args, os.Environ()))
 }

@@ -2,7 +2,6 @@ package guestinit
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 	"github.com/bespoke-os/bespoke/internal/guestinit/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -47,9 +47,9 @@ func init() {
 // seccompExec is the helper: it never returns.
 func seccompExec(param, path string, argv []string) {
 	fail := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
+		msg := lite.Sprintf(format, args...)
 		unix.Write(seccompReportFd, []byte("error "+msg+"\n"))
-		fmt.Fprintf(os.Stderr, "bespoke-init: seccomp: %s\n", msg)
+		os.Stderr.WriteString(lite.Sprintf("bespoke-init: seccomp: %s\n", msg))
 		os.Exit(126)
 	}
 	unix.CloseOnExec(seccompGoFd)
@@ -80,7 +80,7 @@ func seccompExec(param, path string, argv []string) {
 	}
 	unix.Close(int(fd))
 	err = unix.Exec(path, argv, os.Environ())
-	fmt.Fprintf(os.Stderr, "bespoke-init: exec %s: %v\n", path, err)
+	os.Stderr.WriteString(lite.Sprintf("bespoke-init: exec %s: %v\n", path, err))
 	os.Exit(127)
 }
 
@@ -171,7 +171,7 @@ func startFiltered(p Plan, attr *syscall.ProcAttr, said <-chan struct{}) (int, e
 	listener, err := takeListener(pid, repR)
 	if err != nil {
 		unix.Kill(pid, unix.SIGKILL)
-		return pid, fmt.Errorf("seccomp filter for %s: %w", p.Path, err)
+		return pid, lite.Errorf("seccomp filter for %s: %w", p.Path, err)
 	}
 	go func() {
 		<-said
@@ -179,7 +179,7 @@ func startFiltered(p Plan, attr *syscall.ProcAttr, said <-chan struct{}) (int, e
 	}()
 	if _, err := goW.Write([]byte{1}); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
-		return pid, fmt.Errorf("seccomp filter for %s: %w", p.Path, err)
+		return pid, lite.Errorf("seccomp filter for %s: %w", p.Path, err)
 	}
 	return pid, nil
 }
@@ -189,25 +189,25 @@ func takeListener(pid int, rep *os.File) (int, error) {
 	rep.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := bufio.NewReader(rep).ReadString('\n')
 	if err != nil {
-		return -1, fmt.Errorf("the helper said nothing: %v", err)
+		return -1, lite.Errorf("the helper said nothing: %v", err)
 	}
 	line = strings.TrimSpace(line)
 	if msg, ok := strings.CutPrefix(line, "error "); ok {
-		return -1, fmt.Errorf("%s", msg)
+		return -1, lite.Errorf("%s", msg)
 	}
 	v, ok := strings.CutPrefix(line, "fd ")
 	n, err := strconv.Atoi(v)
 	if !ok || err != nil {
-		return -1, fmt.Errorf("the helper said %q", line)
+		return -1, lite.Errorf("the helper said %q", line)
 	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open: %w", err)
+		return -1, lite.Errorf("pidfd_open: %w", err)
 	}
 	defer unix.Close(pidfd)
 	fd, err := unix.PidfdGetfd(pidfd, n, 0)
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd: %w", err)
+		return -1, lite.Errorf("pidfd_getfd: %w", err)
 	}
 	unix.CloseOnExec(fd)
 	return fd, nil

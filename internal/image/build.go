@@ -1293,7 +1293,13 @@ func (b *builder) summary(logPath string) {
 	p := b.opts.Progress
 	fmt.Fprintf(p, "image %s in %s\n", r.Name, b.opts.Out)
 	fmt.Fprintf(p, "  kernel     %s (%d options =y)\n", humanBytes(r.KernelBytes), r.KernelSymbols)
-	fmt.Fprintf(p, "  %-10s %s (%d entries)\n", b.sp.Root, humanBytes(r.InitramfsBytes), len(r.Initramfs.Files))
+	initBytes := ""
+	for _, f := range r.Initramfs.Files {
+		if f.Kind == initramfs.KindInit {
+			initBytes = "; the guest init " + humanBytes(f.Bytes) + " before compression"
+		}
+	}
+	fmt.Fprintf(p, "  %-10s %s (%d entries%s)\n", b.sp.Root, humanBytes(r.InitramfsBytes), len(r.Initramfs.Files), initBytes)
 	fmt.Fprintf(p, "  total      %s\n", humanBytes(r.TotalBytes))
 	if r.Boot != nil {
 		ready := ""

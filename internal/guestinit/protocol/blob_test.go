@@ -9,10 +9,19 @@ import (
 )
 
 func TestBlobRoundTrip(t *testing.T) {
+	for _, write := range []func(*bytes.Buffer, string, []byte) error{
+		func(w *bytes.Buffer, name string, data []byte) error { return WriteBlob(w, name, data) },
+		func(w *bytes.Buffer, name string, data []byte) error { return WriteBlobZeros(w, name, data) },
+	} {
+		testBlobRoundTrip(t, write)
+	}
+}
+
+func testBlobRoundTrip(t *testing.T, write func(*bytes.Buffer, string, []byte) error) {
 	data := make([]byte, 200<<10)
 	rand.New(rand.NewSource(1)).Read(data[:100<<10]) // half noise, half zeros
 	var console bytes.Buffer
-	if err := WriteBlob(&console, BlobTrace, data); err != nil {
+	if err := write(&console, BlobTrace, data); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(console.String(), "\n"), "\n")
@@ -70,4 +79,39 @@ func TestBlobLostOrCorrupted(t *testing.T) {
 	if _, err := c.Get("x"); err == nil || !strings.Contains(err.Error(), "corrupted") {
 		t.Errorf("with a wrong digest: %v, want corrupted", err)
 	}
+}
+
+// TestZeros: EncodeZeros compresses the zeros, and DecodeZeros gives back
+// what went in, or an error for what EncodeZeros cannot have written.
+func TestZeros(t *testing.T) {
+	counters := make([]byte, 64<<10) // gcov-like: 8-byte counters, most zero
+	for i := 0; i < len(counters); i += 8 * 13 {
+		counters[i], counters[i+1] = byte(i), 3
+	}
+	for _, data := range [][]byte{nil, {0}, {1}, {0, 0, 0, 0, 0, 1}, {1, 0, 0, 0}, {1, 0, 1, 0, 0, 0, 0, 0, 2}, counters} {
+		z := EncodeZeros(data)
+		got, err := DecodeZeros(z, len(data))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("DecodeZeros(EncodeZeros(%d bytes)) = %d bytes, %v", len(data), len(got), err)
+		}
+	}
+	if z := EncodeZeros(counters); len(z) > len(counters)/8 {
+		t.Errorf("EncodeZeros of %d bytes of mostly zero counters: %d bytes, want at most an eighth", len(counters), len(z))
+	}
+	for _, bad := range [][]byte{{5, 1}, {0, 0x80}, {0, 100}} {
+		if _, err := DecodeZeros(bad, 10); err == nil {
+			t.Errorf("DecodeZeros(%v) succeeded", bad)
+		}
+	}
+}
+
+func FuzzZeros(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 0, 0, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := DecodeZeros(EncodeZeros(data), len(data))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("round trip of %v: %v, %v", data, got, err)
+		}
+		DecodeZeros(data, 1<<16) // any input: an error or data, no panic
+	})
 }

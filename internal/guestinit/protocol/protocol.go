@@ -1,18 +1,19 @@
 // Package protocol is the contract between the host side of bespoke and the
 // guest init (PID 1): the init's configuration file in the initramfs, the
 // kernel command-line parameters it reads, and the marker lines it prints
-// on the console. It imports only the standard library, so the guest init
-// stays small.
+// on the console. It imports only the standard library and package lite,
+// and the guest init's part of it uses neither fmt nor encoding/json, so
+// the init stays small.
 package protocol
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bespoke-os/bespoke/internal/guestinit/lite"
 )
 
 // ConfigPath is where the init's configuration lives in the initramfs.
@@ -119,13 +120,13 @@ func EncodeSeccomp(mode string, allow []int) (string, error) {
 		return mode, nil
 	case SeccompEnforce, SeccompLog:
 	default:
-		return "", fmt.Errorf("seccomp mode %q: want %s, %s or %s", mode, SeccompEnforce, SeccompLog, SeccompOff)
+		return "", lite.Errorf("seccomp mode %q: want %s, %s or %s", mode, SeccompEnforce, SeccompLog, SeccompOff)
 	}
 	bits := make([]byte, (MaxSyscall+1)/8)
 	top := 0
 	for _, nr := range allow {
 		if nr < 0 || nr > MaxSyscall {
-			return "", fmt.Errorf("seccomp: syscall number %d out of range", nr)
+			return "", lite.Errorf("seccomp: syscall number %d out of range", nr)
 		}
 		bits[nr/8] |= 1 << (nr % 8)
 		top = max(top, nr/8+1)
@@ -141,11 +142,11 @@ func DecodeSeccomp(v string) (mode string, allow []int, err error) {
 		return mode, nil, nil
 	case (mode == SeccompEnforce || mode == SeccompLog) && hasList:
 	default:
-		return "", nil, fmt.Errorf("%s=%q: want %s:LIST, %s:LIST or %s", ParamSeccomp, v, SeccompEnforce, SeccompLog, SeccompOff)
+		return "", nil, lite.Errorf("%s=%q: want %s:LIST, %s:LIST or %s", ParamSeccomp, v, SeccompEnforce, SeccompLog, SeccompOff)
 	}
 	bits, err := base64.RawURLEncoding.DecodeString(enc)
 	if err != nil || len(bits) > (MaxSyscall+1)/8 {
-		return "", nil, fmt.Errorf("%s=%q: bad syscall list", ParamSeccomp, v)
+		return "", nil, lite.Errorf("%s=%q: bad syscall list", ParamSeccomp, v)
 	}
 	for i, b := range bits {
 		for j := 0; j < 8; j++ {
@@ -197,10 +198,27 @@ const VolumeMarker = ".bespoke-volume"
 
 // EncodeVolumes returns the value for ParamVolumes.
 func EncodeVolumes(vs []Volume) (string, error) {
-	b, err := json.Marshal(vs)
-	if err != nil {
-		return "", err
+	b := []byte{'['}
+	for i, v := range vs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"serial":`...)
+		b = lite.AppendString(b, v.Serial)
+		b = append(b, `,"target":`...)
+		b = lite.AppendString(b, v.Target)
+		b = append(b, `,"type":`...)
+		b = lite.AppendString(b, v.Type)
+		if v.ReadOnly {
+			b = append(b, `,"ro":true`...)
+		}
+		if v.Image != "" {
+			b = append(b, `,"image":`...)
+			b = lite.AppendString(b, v.Image)
+		}
+		b = append(b, '}')
 	}
+	b = append(b, ']')
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
@@ -209,10 +227,13 @@ func DecodeVolumes(s string) ([]Volume, error) {
 	var vs []Volume
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err == nil {
-		err = json.Unmarshal(b, &vs)
+		var v any
+		if v, err = lite.ParseJSON(b); err == nil {
+			vs, err = decodeList(v, (*Volume).decode)
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", ParamVolumes, err)
+		return nil, lite.Errorf("decoding %s: %w", ParamVolumes, err)
 	}
 	return vs, nil
 }
@@ -234,7 +255,7 @@ const StopRequest = "\x02bespoke-stop"
 const TimeReply = "\x02t"
 
 // FormatTime returns the TimeReply line for t, without the newline.
-func FormatTime(t time.Time) string { return fmt.Sprintf("%s%016x", TimeReply, t.UnixNano()) }
+func FormatTime(t time.Time) string { return lite.Sprintf("%s%016x", TimeReply, t.UnixNano()) }
 
 // ParseTime reads the time of a TimeReply line.
 func ParseTime(line string) (time.Time, bool) {
@@ -294,10 +315,19 @@ type Override struct {
 
 // EncodeOverride returns the value for ParamOverride.
 func EncodeOverride(o Override) (string, error) {
-	b, err := json.Marshal(o)
-	if err != nil {
-		return "", err
+	b := []byte{'{'} // as json.Marshal with omitempty: no empty lists
+	if len(o.Args) > 0 {
+		b = append(b, `"args":`...)
+		b = lite.AppendStrings(b, o.Args)
 	}
+	if len(o.Env) > 0 {
+		if len(o.Args) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"env":`...)
+		b = lite.AppendStrings(b, o.Env)
+	}
+	b = append(b, '}')
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
@@ -305,11 +335,14 @@ func EncodeOverride(o Override) (string, error) {
 func DecodeOverride(s string) (Override, error) {
 	var o Override
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return o, fmt.Errorf("decoding %s: %w", ParamOverride, err)
+	if err == nil {
+		var v any
+		if v, err = lite.ParseJSON(b); err == nil {
+			err = o.decode(v)
+		}
 	}
-	if err := json.Unmarshal(b, &o); err != nil {
-		return o, fmt.Errorf("decoding %s: %w", ParamOverride, err)
+	if err != nil {
+		return Override{}, lite.Errorf("decoding %s: %w", ParamOverride, err)
 	}
 	return o, nil
 }
@@ -376,7 +409,7 @@ const (
 
 // String formats s for an event's Msg.
 func (s StateInfo) String() string {
-	return fmt.Sprintf("%s %d %d %s", s.Where, s.Total, s.Free, s.Path)
+	return lite.Sprintf("%s %d %d %s", s.Where, s.Total, s.Free, s.Path)
 }
 
 // ParseStateInfo parses an EventState or EventStateFull Msg.
@@ -384,14 +417,14 @@ func ParseStateInfo(msg string) (StateInfo, error) {
 	var s StateInfo
 	f := strings.SplitN(msg, " ", 4)
 	if len(f) != 4 || (f[0] != StateMemory && f[0] != StateVolume) {
-		return s, fmt.Errorf("bad state %q: want WHERE TOTAL FREE PATH", msg)
+		return s, lite.Errorf("bad state %q: want WHERE TOTAL FREE PATH", msg)
 	}
 	var err1, err2 error
 	s.Where, s.Path = f[0], f[3]
 	s.Total, err1 = strconv.ParseUint(f[1], 10, 64)
 	s.Free, err2 = strconv.ParseUint(f[2], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return s, fmt.Errorf("bad state %q: %w", msg, err)
+		return s, lite.Errorf("bad state %q: %w", msg, err)
 	}
 	return s, nil
 }
@@ -425,18 +458,18 @@ func (e Event) Format() string {
 	b.WriteString(e.Kind)
 	switch e.Kind {
 	case EventExec:
-		fmt.Fprintf(&b, " pid=%d", e.Pid)
+		b.WriteString(" pid=" + strconv.Itoa(e.Pid))
 	case EventSeccomp:
-		fmt.Fprintf(&b, " pid=%d nr=%d", e.Pid, e.Nr)
+		b.WriteString(" pid=" + strconv.Itoa(e.Pid) + " nr=" + strconv.Itoa(e.Nr))
 	case EventExit:
 		if e.Signal != "" {
-			fmt.Fprintf(&b, " signal=%s", e.Signal)
+			b.WriteString(" signal=" + e.Signal)
 		}
-		fmt.Fprintf(&b, " code=%d", e.Code)
+		b.WriteString(" code=" + strconv.Itoa(e.Code))
 	}
-	fmt.Fprintf(&b, " uptime=%.3f", e.Uptime)
+	b.WriteString(" uptime=" + strconv.FormatFloat(e.Uptime, 'f', 3, 64))
 	if e.Kind == EventError || e.Kind == EventAck || e.Kind == EventSeccomp || e.Kind == EventState || e.Kind == EventStateFull || e.Kind == EventFault {
-		fmt.Fprintf(&b, " msg=%s", strconv.Quote(e.Msg))
+		b.WriteString(" msg=" + strconv.Quote(e.Msg))
 	}
 	return b.String()
 }
