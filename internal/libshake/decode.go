@@ -152,6 +152,10 @@ func twoByte(op byte) (modrm bool, imm int, bad bool) {
 		return false, iNone, false
 	case op >= 0xd0:
 		return true, iNone, false
+	case op == 0xa6 || op == 0xa7:
+		// VIA PadLock (xstore, xcrypt*, xsha*, montmul: 0F A7 C0, F3 0F A7
+		// C8, ...): a register-form ModRM byte; decode checks the form.
+		return true, iNone, false
 	}
 	return false, 0, true
 }
@@ -252,7 +256,7 @@ func decode(b []byte) (inst, error) {
 		default:
 			var bad bool
 			modrm, imm, bad = twoByte(op)
-			if bad {
+			if bad || (op == 0xa6 || op == 0xa7) && (i >= len(b) || b[i]>>6 != 3) {
 				return in, errUnknown
 			}
 			in.op, in.m = op, 1
