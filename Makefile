@@ -5,7 +5,7 @@ TEST_TIMEOUT ?= 85m
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := .tools/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all bespoke plugin deps test test-short vet fuzz demo e2e-all apps-table
+.PHONY: all bespoke plugin erofs-utils deps test test-short vet fuzz demo e2e-all apps-table
 
 all: bespoke plugin
 
@@ -19,6 +19,11 @@ bespoke:
 deps: $(STATICCHECK)
 	./scripts/deps.sh
 	./scripts/qemu-plugin.sh bin/bespoke-cost.so
+	./scripts/erofs-utils.sh bin/erofs-utils
+
+# mkfs.erofs and fsck.erofs with lzma (bespoke build --compression lzma).
+erofs-utils:
+	./scripts/erofs-utils.sh bin/erofs-utils
 
 # The cost model's QEMU plugin (bespoke bench --model; docs/perf.md).
 plugin:

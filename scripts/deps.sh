@@ -10,6 +10,8 @@ pkgs=(
   clang-14 lld-14 llvm-14
   # VMs, and their roots and volumes (mkfs.erofs, fsck.erofs; mkfs.ext4, e2fsck)
   qemu-system-x86 erofs-utils e2fsprogs
+  # erofs-utils 1.8.6 with lzma, built from Debian's source (scripts/erofs-utils.sh)
+  autoconf automake libtool pkg-config liblzma-dev uuid-dev zlib1g-dev
   # tracing comparison and applications
   strace redis-server redis-tools file
   # the cost model's QEMU plugin header (scripts/qemu-plugin.sh)

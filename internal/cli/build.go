@@ -49,6 +49,7 @@ func runBuild(ctx context.Context, env *Env, args []string) error {
 	fs.Var(&exclude, "exclude", "a glob of guest paths never copied (repeatable; with -f, added to the spec's)")
 	fs.StringVar(&f.Target, "target", "", "qemu-microvm (default), qemu-pc or firecracker")
 	fs.StringVar(&f.Root, "root", "", "the root filesystem: erofs (default: a read-only disk read on demand) or initramfs (unpacked into RAM)")
+	fs.StringVar(&f.Compression, "compression", "", "the root's compression: for erofs lz4hc (default: fastest to read) or lzma (a third smaller, slower to read; needs make deps' erofs-utils), for initramfs xz")
 	fs.StringVar(&f.ShakeLibs, "shake-libs", "", "remove code from the image's programs and libraries: static (what nothing can reach), profile (what did not run under the traced workload), or off (default; docs/shake.md)")
 	fs.StringVar(&f.Data, "data", "", "the data the image holds: trees (default: the traced files, and whole the data trees the program loads by name: time zones, locales, charsets, CA certificates; docs/spec.md) or traced (the traced files only)")
 	fs.StringVar(&f.Memory, "m", "", "guest memory, e.g. 256M")

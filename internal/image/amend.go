@@ -105,10 +105,11 @@ func Amend(ctx context.Context, opts AmendOptions) error {
 		if format == initramfs.FormatErofs {
 			name = RootFileOf(spec.RootErofs)
 			seg, err = initramfs.AppendErofs(ctx, initramfs.AppendOptions{
-				Archive: filepath.Join(dir, name),
-				Output:  filepath.Join(stage, name),
-				Paths:   paths,
-				Replace: replace,
+				Archive:     filepath.Join(dir, name),
+				Output:      filepath.Join(stage, name),
+				Paths:       paths,
+				Replace:     replace,
+				Compression: rep.Initramfs.Compression,
 			})
 		} else {
 			var existing map[string]bool

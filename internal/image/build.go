@@ -1074,7 +1074,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		Trees:       trees,
 		Exclude:     b.sp.Exclude,
 		Format:      b.sp.Root,
-		Compression: "xz",
+		Compression: b.sp.Compression,
 		Output:      filepath.Join(b.stage, RootFileOf(b.sp.Root)),
 	})
 	if err != nil {
@@ -1145,7 +1145,7 @@ func RootFileOf(root string) string {
 // state directory, the state volume's filesystem (bespoke run -v
 // FILE:{state}); with a seccomp filter, seccomp's (SeccompKconfig).
 func (b *builder) rootKconfig() ([]string, error) {
-	syms, err := initramfs.RootKconfig(b.sp.Root, "xz")
+	syms, err := initramfs.RootKconfig(b.sp.Root, b.sp.Compression)
 	if err == nil && b.sp.Root == spec.RootErofs && len(b.sp.Setup) > 0 {
 		syms = append(syms, strings.ToUpper(vm.VolumeFS)+"_FS")
 	}

@@ -31,7 +31,8 @@ type AppendOptions struct {
 	// owner and mode of a directory the image set (a state directory
 	// owned by the program's user, say).
 	Existing map[string]bool
-	// Compression of the new segment ("" means DefaultCompression).
+	// Compression of the new segment ("" means DefaultCompression), or
+	// the erofs root's (AppendErofs: "" means ErofsLZ4HC).
 	Compression string
 	// HostRoot is the directory host paths are read from; "" means "/".
 	HostRoot string

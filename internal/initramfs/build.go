@@ -83,7 +83,7 @@ type Options struct {
 	// Format is FormatCpio ("" too) or FormatErofs.
 	Format string
 	// Compression is the initramfs's: "xz" (the default), "gzip" or
-	// "none". An erofs root is compressed with lz4hc (ErofsArgs).
+	// "none"; or an erofs root's: ErofsLZ4HC (the default) or ErofsLZMA.
 	Compression string
 	// Output is the archive's path; it is written atomically.
 	Output string
@@ -176,13 +176,13 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	if format == "" {
 		format = FormatCpio
 	}
-	if method == "" {
+	switch {
+	case method == "" && format == FormatErofs:
+		method = ErofsLZ4HC
+	case method == "":
 		method = DefaultCompression
 	}
-	if format == FormatErofs {
-		method = "lz4hc"
-	}
-	syms, err := RootKconfig(format, opts.Compression)
+	syms, err := RootKconfig(format, method)
 	if err != nil {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}

@@ -35,12 +35,57 @@ const (
 // Formats lists the root formats.
 var Formats = []string{FormatErofs, FormatCpio}
 
-// ErofsArgs are mkfs.erofs's compression arguments: lz4hc at its highest
-// level, in physical clusters of up to 64 KiB (Debian 12's erofs-utils 1.5
-// has lz4 and lz4hc only). Measured on the redis example's 19.5 MB of
-// files: 12.9 MB with lz4 in 4 KiB clusters, 11.7 MB with lz4hc, 10.0 MB
-// with lz4hc in 64 KiB clusters, 9.8 MB with 256 KiB ones.
-var ErofsArgs = []string{"-zlz4hc,12", "-C65536"}
+// Compressions of an erofs root (Options.Compression).
+const (
+	// ErofsLZ4HC, the default: lz4hc at its highest level, in physical
+	// clusters of up to 64 KiB. Measured on the redis example's 19.5 MB
+	// of files: 12.9 MB with lz4 in 4 KiB clusters, 11.7 MB with lz4hc,
+	// 10.0 MB with lz4hc in 64 KiB clusters, 9.8 MB with 256 KiB ones.
+	ErofsLZ4HC = "lz4hc"
+	// ErofsLZMA: MicroLZMA (level 6) in the same clusters, a quarter
+	// smaller than lz4hc (the redis profile image's root, both without
+	// ztailpacking or fragments: 7.89 MB -> 5.84 MB; level 9 extreme 5.83
+	// MB, zstd level 19 6.27 MB but 40 times slower to make), slower to
+	// read (docs/images.md). It needs
+	// erofs-utils 1.6 or later (Debian 12 has 1.5, with lz4 and lz4hc
+	// only: make deps builds 1.8.6 from Debian's source, ErofsTool) and
+	// the kernel's EROFS_FS_ZIP_LZMA.
+	ErofsLZMA = "lzma"
+)
+
+// ErofsCompressions lists the compressions of an erofs root, the default
+// first.
+var ErofsCompressions = []string{ErofsLZ4HC, ErofsLZMA}
+
+// erofsArgs are mkfs.erofs's compression arguments (ErofsArgs).
+// ztailpacking stores the compressed tail of each file inline with its
+// inode instead of in a block of its own (erofs-utils 1.5 has it),
+// fragments packs the tails and the small files together into one
+// compressed inode (1.6 and later; 1.5 ignores it). Measured on the redis
+// profile image's root (1095 files, 1019 of them under 4 KiB): lz4hc
+// 7.22 MB, 6.78 MB with ztailpacking, 6.18 MB with fragments; lzma 5.39
+// MB, 4.59 MB with ztailpacking, 4.17 MB with fragments (the same with
+// both, or all-fragments).
+var erofsArgs = map[string][]string{
+	ErofsLZ4HC: {"-zlz4hc,12", "-C65536", "-Eztailpacking"},
+	ErofsLZMA:  {"-zlzma,level=6", "-C65536", "-Efragments"},
+}
+
+// ErofsArgs returns mkfs.erofs's compression arguments for compression
+// ("" for the default), nil for an unknown one.
+func ErofsArgs(compression string) []string {
+	if compression == "" {
+		compression = ErofsLZ4HC
+	}
+	return slices.Clone(erofsArgs[compression])
+}
+
+// erofsCompressionKconfig are the kernel options each compression needs
+// beyond erofsKconfig.
+var erofsCompressionKconfig = map[string][]string{
+	ErofsLZ4HC: nil,
+	ErofsLZMA:  {"EROFS_FS_ZIP_LZMA"},
+}
 
 // erofsKconfig are the kernel options an erofs root needs: the virtio
 // block device it is read from (the transport comes with the target's
@@ -50,14 +95,21 @@ var ErofsArgs = []string{"-zlz4hc,12", "-C65536"}
 var erofsKconfig = []string{"BLOCK", "VIRTIO_BLK", "EROFS_FS", "EROFS_FS_ZIP", "OVERLAY_FS", "TMPFS", "DEVTMPFS", "DEVTMPFS_MOUNT"}
 
 // RootKconfig returns the kernel options (without CONFIG_) a root of
-// format needs; compression is the initramfs's ("" for the default).
+// format needs; compression is its compression ("" for the default).
 func RootKconfig(format, compression string) ([]string, error) {
 	switch format {
 	case "", FormatCpio:
 		syms, err := KconfigFor(compression)
 		return append([]string{"BLK_DEV_INITRD"}, syms...), err
 	case FormatErofs:
-		return slices.Clone(erofsKconfig), nil
+		if compression == "" {
+			compression = ErofsLZ4HC
+		}
+		more, ok := erofsCompressionKconfig[compression]
+		if !ok {
+			return nil, fmt.Errorf("unknown erofs compression %q (want %s)", compression, strings.Join(ErofsCompressions, " or "))
+		}
+		return append(slices.Clone(erofsKconfig), more...), nil
 	}
 	return nil, fmt.Errorf("unknown root format %q (want %s)", format, strings.Join(Formats, " or "))
 }
@@ -155,14 +207,14 @@ func (b *builder) layOutTree(ctx context.Context, out, base string) (*erofsTree,
 // mkfs runs mkfs.erofs on tree into out, atomically, and records its
 // size and hash in the report.
 func (b *builder) mkfs(ctx context.Context, tree *erofsTree, out string) error {
-	mkfs, err := exec.LookPath("mkfs.erofs")
+	mkfs, err := ErofsTool(ctx, "mkfs.erofs", b.report.Compression)
 	if err != nil {
-		return fmt.Errorf("an erofs root needs mkfs.erofs: install erofs-utils (make deps), or build with --root initramfs: %w", err)
+		return err
 	}
 	u := tree.sum
 	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 	tmp := out + ".tmp"
-	args := append(append([]string{"--quiet"}, ErofsArgs...), fmt.Sprintf("-T%d", b.mtime), "-U"+uuid)
+	args := append(append([]string{"--quiet"}, ErofsArgs(b.report.Compression)...), fmt.Sprintf("-T%d", b.mtime), "-U"+uuid)
 	if os.Geteuid() != 0 {
 		// Laid out as this user, every file of which belongs to root
 		// (layOutTree refuses others): mkfs.erofs says so.
@@ -204,11 +256,22 @@ func (b *builder) mkfs(ctx context.Context, tree *erofsTree, out string) error {
 // lays the new files out beside what it held, and makes the image again.
 // The report describes the new files.
 func AppendErofs(ctx context.Context, opts AppendOptions) (*Report, error) {
-	fsck, err := exec.LookPath("fsck.erofs")
-	if err != nil {
-		return nil, fmt.Errorf("extending an erofs root needs fsck.erofs: install erofs-utils (make deps): %w", err)
+	method := opts.Compression
+	if method == "" {
+		method = ErofsLZ4HC
 	}
-	b := newBuilder(opts.HostRoot, "lz4hc", slices.Clone(erofsKconfig))
+	syms, err := RootKconfig(FormatErofs, method)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ErofsTool(ctx, "mkfs.erofs", method); err != nil {
+		return nil, err
+	}
+	fsck, err := erofsReader(ctx, opts.Archive)
+	if err != nil {
+		return nil, err
+	}
+	b := newBuilder(opts.HostRoot, method, syms)
 	b.report.Format = FormatErofs
 	if err := b.addFixes(opts.Paths, opts.Replace); err != nil {
 		return nil, fmt.Errorf("adding to the erofs root: %w", err)
@@ -252,7 +315,7 @@ func WriteErofsFile(ctx context.Context, out, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	b := newBuilder("", "lz4hc", nil)
+	b := newBuilder("", ErofsLZ4HC, nil)
 	b.put(path.Clean(dst), &node{hdr: Header{Mode: TypeReg | 0o755, Size: fi.Size(), Mtime: b.mtime}, source: src, kind: KindInclude}, true)
 	if err := b.addParents(); err != nil {
 		return err
@@ -311,11 +374,11 @@ func (b *builder) layOut(dst string, n *node) error {
 
 // ErofsPaths returns the guest paths an erofs image holds, as
 // fsck.erofs extracts them (what the image really holds, not what its
-// report says).
+// report says), with a fsck.erofs that knows its compression.
 func ErofsPaths(ctx context.Context, image string) (map[string]bool, error) {
-	fsck, err := exec.LookPath("fsck.erofs")
+	fsck, err := erofsReader(ctx, image)
 	if err != nil {
-		return nil, fmt.Errorf("listing an erofs root needs fsck.erofs: install erofs-utils (make deps): %w", err)
+		return nil, fmt.Errorf("listing an erofs root: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "bespoke-erofs-")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +25,7 @@ import (
 // target and contents; and that a second build is byte for byte the same.
 func TestErofsRoot(t *testing.T) {
 	testenv.Root(t)
-	fsck := testenv.Command(t, "fsck.erofs")
+	testenv.Command(t, "fsck.erofs")
 	testenv.Command(t, "mkfs.erofs")
 	root := hostTree(t)
 	// A setuid file owned by another user, as packages ship them.
@@ -42,76 +43,92 @@ func TestErofsRoot(t *testing.T) {
 	}
 	want, _ := readArchive(t, opts.Output, CompressNone)
 
-	opts.Format, opts.Output = FormatErofs, filepath.Join(t.TempDir(), "root.erofs")
-	rep, err := Build(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Format != FormatErofs || rep.CompressedBytes == 0 || rep.CompressedBytes >= rep.FileBytes+1<<20 || len(rep.Kconfig) == 0 {
-		t.Errorf("report: format %q, %d bytes for %d bytes of files, kconfig %v", rep.Format, rep.CompressedBytes, rep.FileBytes, rep.Kconfig)
-	}
-	dir := filepath.Join(t.TempDir(), "x")
-	if out, err := exec.Command(fsck, "--extract="+dir, "--preserve", opts.Output).CombinedOutput(); err != nil {
-		t.Fatalf("fsck.erofs --extract: %v\n%s", err, out)
-	}
-	for p, e := range want {
-		host := filepath.Join(dir, filepath.FromSlash(p))
-		if e.Type() == TypeChar {
-			// devtmpfs is on /dev before /init runs from an erofs root.
-			if _, err := os.Lstat(host); err == nil {
-				t.Errorf("%s: a device node in the erofs root, want none", p)
+	for _, c := range ErofsCompressions {
+		t.Run(c, func(t *testing.T) {
+			fsck, err := ErofsTool(context.Background(), "fsck.erofs", c)
+			if err != nil {
+				t.Fatal(err)
 			}
-			delete(want, p)
-			continue
-		}
-		fi, err := os.Lstat(host)
-		if err != nil {
-			t.Errorf("%s: not in the erofs image: %v", p, err)
-			continue
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		// The archive's inode numbers and link counts are its own.
-		got := entry{Header: Header{Name: e.Name, Mode: st.Mode, Uid: int(st.Uid), Gid: int(st.Gid), Mtime: e.Mtime, Ino: e.Ino, Nlink: e.Nlink}}
-		switch fi.Mode().Type() {
-		case 0:
-			got.Size = fi.Size()
-			data, _ := os.ReadFile(host)
-			got.Data = string(data)
-		case fs.ModeSymlink:
-			got.Linkname, _ = os.Readlink(host)
-			got.Size = int64(len(got.Linkname))
-		case fs.ModeDevice | fs.ModeCharDevice:
-			got.RdevMajor, got.RdevMinor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
-		}
-		if diff := cmp.Diff(e, got); diff != "" {
-			t.Errorf("%s in the erofs image (-initramfs +erofs):\n%s", p, diff)
-		}
-	}
-	// And the directories of the init's overlay on the read-only root.
-	if n := len(rep.Files); n != len(want)+3 {
-		t.Errorf("report lists %d files, the initramfs holds %d, and the overlay adds 3", n, len(want))
-	}
-	for _, d := range []string{protocol.OverlayRW, protocol.OverlayRoot} {
-		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
-			t.Errorf("%s: %v, want a directory for the init's overlay", d, err)
-		}
-	}
+			want, opts := maps.Clone(want), opts
+			opts.Compression = c
+			opts.Format, opts.Output = FormatErofs, filepath.Join(t.TempDir(), "root.erofs")
+			rep, err := Build(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Format != FormatErofs || rep.CompressedBytes == 0 || rep.CompressedBytes >= rep.FileBytes+1<<20 || len(rep.Kconfig) == 0 {
+				t.Errorf("report: format %q, %d bytes for %d bytes of files, kconfig %v", rep.Format, rep.CompressedBytes, rep.FileBytes, rep.Kconfig)
+			}
+			dir := filepath.Join(t.TempDir(), "x")
+			if out, err := exec.Command(fsck, "--extract="+dir, "--preserve", opts.Output).CombinedOutput(); err != nil {
+				t.Fatalf("fsck.erofs --extract: %v\n%s", err, out)
+			}
+			for p, e := range want {
+				host := filepath.Join(dir, filepath.FromSlash(p))
+				if e.Type() == TypeChar {
+					// devtmpfs is on /dev before /init runs from an erofs root.
+					if _, err := os.Lstat(host); err == nil {
+						t.Errorf("%s: a device node in the erofs root, want none", p)
+					}
+					delete(want, p)
+					continue
+				}
+				fi, err := os.Lstat(host)
+				if err != nil {
+					t.Errorf("%s: not in the erofs image: %v", p, err)
+					continue
+				}
+				st := fi.Sys().(*syscall.Stat_t)
+				// The archive's inode numbers and link counts are its own.
+				got := entry{Header: Header{Name: e.Name, Mode: st.Mode, Uid: int(st.Uid), Gid: int(st.Gid), Mtime: e.Mtime, Ino: e.Ino, Nlink: e.Nlink}}
+				switch fi.Mode().Type() {
+				case 0:
+					got.Size = fi.Size()
+					data, _ := os.ReadFile(host)
+					got.Data = string(data)
+				case fs.ModeSymlink:
+					got.Linkname, _ = os.Readlink(host)
+					got.Size = int64(len(got.Linkname))
+				case fs.ModeDevice | fs.ModeCharDevice:
+					got.RdevMajor, got.RdevMinor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+				}
+				if diff := cmp.Diff(e, got); diff != "" {
+					t.Errorf("%s in the erofs image (-initramfs +erofs):\n%s", p, diff)
+				}
+			}
+			// And the directories of the init's overlay on the read-only root.
+			if n := len(rep.Files); n != len(want)+3 {
+				t.Errorf("report lists %d files, the initramfs holds %d, and the overlay adds 3", n, len(want))
+			}
+			for _, d := range []string{protocol.OverlayRW, protocol.OverlayRoot} {
+				if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+					t.Errorf("%s: %v, want a directory for the init's overlay", d, err)
+				}
+			}
 
-	// Reproducible: host mtimes and a new staging dir change nothing.
-	a, _ := os.ReadFile(opts.Output)
-	later := time.Now().Add(time.Hour)
-	filepath.Walk(root, func(p string, _ os.FileInfo, _ error) error {
-		os.Chtimes(p, later, later)
-		return nil
-	})
-	opts.Output = filepath.Join(t.TempDir(), "again.erofs")
-	again, err := Build(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(opts.Output)
-	if !bytes.Equal(a, b) || rep.SHA256 != again.SHA256 {
-		t.Errorf("two erofs builds differ: %d and %d bytes, sha256 %s and %s", len(a), len(b), rep.SHA256, again.SHA256)
+			// Reproducible: host mtimes and a new staging dir change nothing.
+			a, _ := os.ReadFile(opts.Output)
+			later := time.Now().Add(time.Hour)
+			filepath.Walk(root, func(p string, _ os.FileInfo, _ error) error {
+				os.Chtimes(p, later, later)
+				return nil
+			})
+			opts.Output = filepath.Join(t.TempDir(), "again.erofs")
+			again, err := Build(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(opts.Output)
+			if !bytes.Equal(a, b) || rep.SHA256 != again.SHA256 {
+				t.Errorf("two erofs builds differ: %d and %d bytes, sha256 %s and %s", len(a), len(b), rep.SHA256, again.SHA256)
+			}
+			if lzma := slices.Contains(rep.Kconfig, "EROFS_FS_ZIP_LZMA"); lzma != (c == ErofsLZMA) {
+				t.Errorf("report kconfig %v: EROFS_FS_ZIP_LZMA %v for %s", rep.Kconfig, lzma, c)
+			}
+			if got, err := ErofsCompressionOf(opts.Output); err != nil || got != c {
+				t.Errorf("the image's superblock says %q, %v; want %s", got, err, c)
+			}
+		})
 	}
 }
 
@@ -119,18 +136,29 @@ func TestErofsRoot(t *testing.T) {
 // holds what the old one held, owners and modes kept, and the new files.
 func TestAppendErofs(t *testing.T) {
 	testenv.Root(t)
-	fsck := testenv.Command(t, "fsck.erofs")
+	testenv.Command(t, "fsck.erofs")
 	testenv.Command(t, "mkfs.erofs")
+	for _, c := range ErofsCompressions {
+		t.Run(c, func(t *testing.T) { appendErofs(t, c) })
+	}
+}
+
+// appendErofs appends to a root of compression c; the new root has it too.
+func appendErofs(t *testing.T, c string) {
+	fsck, err := ErofsTool(context.Background(), "fsck.erofs", c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	root := hostTree(t)
 	opts := testOptions(t, root)
-	opts.Format, opts.Output = FormatErofs, filepath.Join(t.TempDir(), "root.erofs")
+	opts.Format, opts.Compression, opts.Output = FormatErofs, c, filepath.Join(t.TempDir(), "root.erofs")
 	if _, err := Build(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "root2.erofs")
 	// Through the /lib -> usr/lib symlink the image holds already, as
 	// verify --fix adds a library.
-	rep, err := AppendErofs(context.Background(), AppendOptions{Archive: opts.Output, Output: out, Paths: []string{"/usr/share/locale", "/lib/libfoo.so.1.2"}, HostRoot: root})
+	rep, err := AppendErofs(context.Background(), AppendOptions{Archive: opts.Output, Output: out, Compression: c, Paths: []string{"/usr/share/locale", "/lib/libfoo.so.1.2"}, HostRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,28 +178,35 @@ func TestAppendErofs(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "var/lib/app")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1000 {
 		t.Errorf("/var/lib/app after the append: %v, want it kept, owned by 1000", err)
 	}
+	if got, err := ErofsCompressionOf(out); err != nil || got != c {
+		t.Errorf("the new root's superblock says %q, %v; want %s", got, err, c)
+	}
 }
 
+// TestErofsPaths lists roots of each compression, with the fsck.erofs
+// that reads it (Debian 12's 1.5 cannot read lzma).
 func TestErofsPaths(t *testing.T) {
 	testenv.Root(t)
 	testenv.Command(t, "mkfs.erofs")
 	root := hostTree(t)
-	opts := testOptions(t, root)
-	opts.Format, opts.Output = FormatErofs, filepath.Join(t.TempDir(), "root.erofs")
-	rep, err := Build(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ErofsPaths(context.Background(), opts.Output)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range rep.Files {
-		if !got[f.Path] {
-			t.Errorf("%s: in the report, not listed", f.Path)
+	for _, c := range ErofsCompressions {
+		opts := testOptions(t, root)
+		opts.Format, opts.Compression, opts.Output = FormatErofs, c, filepath.Join(t.TempDir(), "root.erofs")
+		rep, err := Build(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if len(got) != len(rep.Files) {
-		t.Errorf("listed %d paths, the report %d", len(got), len(rep.Files))
+		got, err := ErofsPaths(context.Background(), opts.Output)
+		if err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		for _, f := range rep.Files {
+			if !got[f.Path] {
+				t.Errorf("%s: %s: in the report, not listed", c, f.Path)
+			}
+		}
+		if len(got) != len(rep.Files) {
+			t.Errorf("%s: listed %d paths, the report %d", c, len(got), len(rep.Files))
+		}
 	}
 }

@@ -46,6 +46,7 @@ var fields = []field{
 	{"workload", func(d *decoder, k string, n *yaml.Node) { d.sp.Workload, _ = d.str(k, n) }},
 	{"target", func(d *decoder, k string, n *yaml.Node) { d.sp.Target, _ = d.str(k, n) }},
 	{"root", func(d *decoder, k string, n *yaml.Node) { d.sp.Root, _ = d.str(k, n) }},
+	{"compression", func(d *decoder, k string, n *yaml.Node) { d.sp.Compression, _ = d.str(k, n) }},
 	{"data", func(d *decoder, k string, n *yaml.Node) { d.sp.Data, _ = d.str(k, n) }},
 	{"shake_libs", func(d *decoder, k string, n *yaml.Node) { d.sp.ShakeLibs, _ = d.str(k, n) }},
 	{"shake_remove", func(d *decoder, k string, n *yaml.Node) { d.sp.ShakeRemove = d.strs(k, n) }},

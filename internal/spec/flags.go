@@ -14,22 +14,24 @@ import (
 // parsed as the YAML field of the same name would be. Empty fields (and
 // CPUs 0) are flags not given.
 type Flags struct {
-	Name      string
-	Ready     string   // --ready tcp:PORT | log:REGEX
-	Workload  string   // --workload CMD
-	Ports     []string // --port 6379, --port 53/udp (repeatable)
-	Env       []string // --env K=V (repeatable)
-	User      string   // --user NAME
-	Workdir   string
-	Include   []string // host paths, relative to Dir
-	Exclude   []string
-	Target    string
-	Root      string // --root erofs|initramfs
-	Data      string // --data trees|traced
-	ShakeLibs string // --shake-libs static|off
-	Memory    string // "256M"
-	CPUs      int
-	Seccomp   string // --seccomp enforce|log|off
+	Name     string
+	Ready    string   // --ready tcp:PORT | log:REGEX
+	Workload string   // --workload CMD
+	Ports    []string // --port 6379, --port 53/udp (repeatable)
+	Env      []string // --env K=V (repeatable)
+	User     string   // --user NAME
+	Workdir  string
+	Include  []string // host paths, relative to Dir
+	Exclude  []string
+	Target   string
+	Root     string // --root erofs|initramfs
+	// Compression is --compression lz4hc|lzma (erofs) or xz (initramfs).
+	Compression string
+	Data        string // --data trees|traced
+	ShakeLibs   string // --shake-libs static|off
+	Memory      string // "256M"
+	CPUs        int
+	Seccomp     string // --seccomp enforce|log|off
 	// Dir is the directory relative paths resolve against; "" is the
 	// working directory.
 	Dir string
@@ -171,6 +173,12 @@ func (f Flags) apply(sp *Spec, dir string) (set []string, err error) {
 	}
 	if given("root", f.Root != "") {
 		sp.Root = f.Root
+		if f.Compression == "" && sp.Compression != "" && !slices.Contains(Compressions[sp.Root], sp.Compression) {
+			sp.Compression = "" // the spec's, for its own root
+		}
+	}
+	if given("compression", f.Compression != "") {
+		sp.Compression = f.Compression
 	}
 	if given("data", f.Data != "") {
 		sp.Data = f.Data

@@ -102,6 +102,13 @@ func (sp *Spec) SeccompDefault() string {
 // Roots lists the root filesystems, the default first.
 var Roots = []string{RootErofs, RootInitramfs}
 
+// Compressions lists, per root, its compressions, the default first
+// (internal/initramfs's ErofsCompressions and the initramfs's xz).
+var Compressions = map[string][]string{
+	RootErofs:     {"lz4hc", "lzma"},
+	RootInitramfs: {"xz"},
+}
+
 // Defaults filled in for fields a spec leaves out.
 const (
 	DefaultRoot            = RootErofs
@@ -161,6 +168,10 @@ type Spec struct {
 	Target string
 	// Root is the image's root filesystem: RootErofs or RootInitramfs.
 	Root string
+	// Compression is the root's: one of Compressions[Root], the first
+	// when empty (erofs: lz4hc, fastest to read, or lzma, a third
+	// smaller; initramfs: xz).
+	Compression string
 	// Data is which data the image holds beyond the program's closure:
 	// DataTrees (the default: the traced files, and whole the data trees
 	// the program loads by name, internal/datatrees) or DataTraced (the

@@ -41,6 +41,7 @@ func TestParseFull(t *testing.T) {
 		Workload:    "pgbench -h {host} -p {port} -U postgres -i postgres && pgbench -h {host} -p {port:5432} -U postgres -T 5 postgres",
 		Target:      TargetPC,
 		Root:        RootInitramfs,
+		Compression: "xz",
 		Data:        DataTraced,
 		ShakeLibs:   ShakeStatic,
 		ShakeRemove: []string{"/usr/lib/x86_64-linux-gnu/libc.so.6:getpeername"},
@@ -82,6 +83,7 @@ func TestParseValid(t *testing.T) {
 			s.Target = DefaultTarget
 		}
 		s.Root = DefaultRoot
+		s.Compression = Compressions[DefaultRoot][0]
 		s.Data = DefaultData
 		s.ShakeLibs = DefaultShakeLibs
 		if s.MemoryMB == 0 {
@@ -184,6 +186,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown shake mode", "cmd: [a]\nshake_libs: dynamic\n", []string{`bespoke.yaml:2: unknown library shaking mode "dynamic": want static, profile, off`}},
 		{"bad shake_remove", "cmd: [a]\nshake_libs: static\nshake_remove: [getpeername]\n", []string{`bespoke.yaml:3: shake_remove: "getpeername" is not FILE:FUNCTION`}},
 		{"shake_remove without shaking", "cmd: [a]\nshake_remove: [/lib/x.so:f]\n", []string{`bespoke.yaml:2: shake_remove needs shake_libs: static or profile`}},
+		{"unknown compression", "cmd: [a]\ncompression: zstd\n", []string{`bespoke.yaml:2: compression "zstd" of an erofs root: want lz4hc or lzma`}},
+		{"lzma initramfs", "cmd: [a]\nroot: initramfs\ncompression: lzma\n", []string{`bespoke.yaml:3: compression "lzma" of an initramfs root: want xz`}},
 		{"unknown target", "cmd: [a]\ntarget: qemu-q35\n", []string{`bespoke.yaml:2: unknown target "qemu-q35": want one of qemu-microvm, qemu-pc, firecracker`}},
 		{"bad opt", "cmd: [a]\nkernel:\n  opt: O3\n", []string{`bespoke.yaml:3: bad kernel opt "O3"`}},
 		{"shake not a bool", "cmd: [a]\nkernel:\n  shake_syscalls: yes please\n", []string{`bespoke.yaml:3: kernel.shake_syscalls: want true or false`}},
@@ -326,6 +330,7 @@ func TestFromArgs(t *testing.T) {
 		Workload:        "redis-benchmark -h {host} -p {port} -q",
 		Target:          DefaultTarget,
 		Root:            DefaultRoot,
+		Compression:     Compressions[DefaultRoot][0],
 		Data:            DefaultData,
 		ShakeLibs:       DefaultShakeLibs,
 		MemoryMB:        512,
@@ -403,6 +408,7 @@ memory: 256M
 		{Flags{Target: TargetPC}, "target", func(sp *Spec) any { return sp.Target }, TargetPC},
 		{Flags{ShakeLibs: ShakeStatic}, "shake-libs", func(sp *Spec) any { return sp.ShakeLibs }, ShakeStatic},
 		{Flags{Root: RootInitramfs}, "root", func(sp *Spec) any { return sp.Root }, RootInitramfs},
+		{Flags{Compression: "lzma"}, "compression", func(sp *Spec) any { return sp.Compression }, "lzma"},
 		{Flags{Data: DataTraced}, "data", func(sp *Spec) any { return sp.Data }, DataTraced},
 		{Flags{Memory: "1G"}, "memory", func(sp *Spec) any { return sp.MemoryMB }, 1024},
 		{Flags{CPUs: 2}, "cpus", func(sp *Spec) any { return sp.CPUs }, 2},

@@ -127,6 +127,10 @@ func (sp *Spec) Validate() error {
 	}
 	if !slices.Contains(Roots, sp.Root) {
 		bad("root", "unknown root %q: want %s", sp.Root, strings.Join(Roots, " or "))
+	} else if cs := Compressions[sp.Root]; sp.Compression == "" {
+		sp.Compression = cs[0]
+	} else if !slices.Contains(cs, sp.Compression) {
+		bad("compression", "compression %q of an %s root: want %s", sp.Compression, sp.Root, strings.Join(cs, " or "))
 	}
 	if sp.Kernel.Opt != OptO2 && sp.Kernel.Opt != OptSize && sp.Kernel.Opt != OptPGO {
 		bad("kernel.opt", "bad kernel opt %q: want %s (-O2), %s (-Os) or %s (profile-guided)", sp.Kernel.Opt, OptO2, OptSize, OptPGO)

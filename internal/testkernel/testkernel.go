@@ -40,9 +40,10 @@ import (
 // naming it ("the kernel of ... lacks CONFIG_X"): add it here.
 var Enable = []string{
 	// Both roots (initramfs.RootKconfig), as image.Build asks: the xz
-	// initramfs, and the erofs disk with its overlay.
+	// initramfs, and the erofs disk with its overlay, compressed with
+	// lz4hc or lzma.
 	"BLK_DEV_INITRD", "RD_XZ", "XZ_DEC_X86",
-	"BLOCK", "VIRTIO_BLK", "EROFS_FS", "EROFS_FS_ZIP", "OVERLAY_FS", "DEVTMPFS_MOUNT",
+	"BLOCK", "VIRTIO_BLK", "EROFS_FS", "EROFS_FS_ZIP", "EROFS_FS_ZIP_LZMA", "OVERLAY_FS", "DEVTMPFS_MOUNT",
 	// The six examples, the Go server and Redis on a Unix socket, as
 	// traced on a Debian 12 host with an ext4 root.
 	"EXT4_FS", "FILE_LOCKING", "POSIX_TIMERS", "RSEQ", "TRANSPARENT_HUGEPAGE", "UNIX",

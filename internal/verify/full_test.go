@@ -5,6 +5,7 @@ package verify_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"os"
@@ -166,7 +167,7 @@ func deleteErofsFile(t *testing.T, dir, p string) {
 	if err := os.Remove(filepath.Join(tree, p)); err != nil {
 		t.Fatalf("%s is not in the image's root: %v", p, err)
 	}
-	args := append(append([]string{"--quiet"}, initramfs.ErofsArgs...), "-T0", root+".new", tree)
+	args := append(append([]string{"--quiet"}, initramfs.ErofsArgs("")...), "-T0", root+".new", tree)
 	if out, err := exec.Command("mkfs.erofs", args...).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.erofs: %v: %s", err, out)
 	}
@@ -389,6 +390,8 @@ shake_remove: ["`+real+`:incrCommand"]
 // INCR, which the trace never ran, traps in a removed function, verify
 // names it, and --fix restores what INCR needs (with each trapped function
 // the removed ones around it: 2 rounds where one at a time took 6-8).
+// The smallest image there is: its erofs root is compressed with lzma
+// (--compression lzma), and stays so when --fix makes it again.
 func TestVerifyShakeProfile(t *testing.T) {
 	testenv.Command(t, "qemu-system-x86_64")
 	testenv.Command(t, "redis-server")
@@ -401,6 +404,7 @@ ready: tcp:6379
 workload: redis-benchmark -h {host} -p {port} -q -n 1000 -c 4 -t set,get
 workload_timeout: 2m
 shake_libs: profile
+compression: lzma
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -420,6 +424,14 @@ shake_libs: profile
 	}
 	t.Logf("profile: %d of %d bytes of code removed, %d functions; gadgets %d -> %d; the smoke boot restored %v",
 		sh.RemovedBytes, sh.TextBytes, sh.Removed, sh.GadgetsBefore, sh.GadgetsAfter, sh.Restored)
+	config, err := os.ReadFile(filepath.Join(dir, image.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(config), "\nCONFIG_EROFS_FS_ZIP_LZMA=y\n") {
+		t.Errorf("the kernel's config lacks CONFIG_EROFS_FS_ZIP_LZMA=y, which an lzma root needs")
+	}
+	erofsLZMA(t, dir)
 	m, err := manifest.ReadFile(filepath.Join(dir, image.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
@@ -444,4 +456,34 @@ shake_libs: profile
 		t.Errorf("round 1 found %v, want incrCommand removed", res.Rounds[0].Findings)
 	}
 	t.Logf("INCR needed %d rounds", len(res.Rounds))
+	erofsLZMA(t, dir)
+}
+
+// erofsLZMA checks that the image's root is an erofs compressed with lzma
+// alone, as its report says: the superblock (at 1024) lists the
+// compressions its files use (available_compr_algs at 84, bit 1 for
+// lzma, 0 for lz4), which mkfs.erofs sets with the feature COMPR_CFGS
+// (bit 1 of feature_incompat at 80).
+func erofsLZMA(t *testing.T, dir string) {
+	t.Helper()
+	rep, err := image.ReadReport(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Initramfs.Format != spec.RootErofs || rep.Initramfs.Compression != "lzma" {
+		t.Errorf("report.json root: %s compressed with %q, want erofs with lzma", rep.Initramfs.Format, rep.Initramfs.Compression)
+	}
+	f, err := os.Open(filepath.Join(dir, image.RootFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sb := make([]byte, 128)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		t.Fatal(err)
+	}
+	magic, incompat, algs := binary.LittleEndian.Uint32(sb), binary.LittleEndian.Uint32(sb[80:]), binary.LittleEndian.Uint16(sb[84:])
+	if magic != 0xe0f5e1e2 || incompat&2 == 0 || algs != 1<<1 {
+		t.Errorf("%s: magic %#x, feature_incompat %#x, compressions %#b; want an erofs with lzma alone", image.RootFile, magic, incompat, algs)
+	}
 }

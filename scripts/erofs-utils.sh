@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds mkfs.erofs and fsck.erofs of erofs-utils 1.8.6 with LZMA into
+# OUT_DIR (default bin/erofs-utils), for roots built with --compression
+# lzma (internal/initramfs.ErofsTool finds them there, beside bin/bespoke).
+# Debian 12's erofs-utils 1.5 has lz4 and lz4hc only. The source is
+# Debian's (trixie's erofs-utils 1.8.6), fetched once into .tools/ and
+# checked against its SHA-256; its build needs autoconf, automake, libtool,
+# pkg-config and liblzma-dev (scripts/deps.sh installs them).
+set -euo pipefail
+out=${1:-bin/erofs-utils}
+version=1.8.6
+dir=.tools/erofs-utils-$version
+url=http://deb.debian.org/debian/pool/main/e/erofs-utils/erofs-utils_$version.orig.tar.gz
+sha=5b221dc3fd6d151425b30534ede46fb7a90dc233a8659cba0372796b0a066547
+if [ -x "$out/mkfs.erofs" ] && [ -x "$out/fsck.erofs" ] && "$out/mkfs.erofs" --help 2>&1 | grep -qx ' *lzma'; then
+  echo "erofs-utils: $out has erofs-utils with lzma"
+  exit 0
+fi
+if [ ! -x "$dir/fsck/fsck.erofs" ]; then
+  rm -rf "$dir"
+  mkdir -p .tools
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "erofs-utils: fetching Debian's erofs-utils $version source ($url)"
+  curl -fsSL --retry 3 -o "$tmp/src.tar.gz" "$url"
+  echo "$sha  $tmp/src.tar.gz" | sha256sum -c --quiet -
+  tar --no-same-owner -xzf "$tmp/src.tar.gz" -C "$tmp"
+  mv "$tmp/erofs-utils-$version" "$dir"
+  echo "erofs-utils: building mkfs.erofs and fsck.erofs with lzma (log: $dir/build.log)"
+  if ! (cd "$dir" && ./autogen.sh && ./configure --enable-lzma --without-libzstd --disable-fuse --without-selinux &&
+    make -j"$(nproc)") >"$dir/build.log" 2>&1; then
+    tail -20 "$dir/build.log" >&2
+    echo "erofs-utils: the build failed (log: $dir/build.log); --compression lzma is not available" >&2
+    exit 1
+  fi
+fi
+mkdir -p "$out"
+cp "$dir/mkfs/mkfs.erofs" "$out/mkfs.erofs.tmp" && mv "$out/mkfs.erofs.tmp" "$out/mkfs.erofs"
+cp "$dir/fsck/fsck.erofs" "$out/fsck.erofs.tmp" && mv "$out/fsck.erofs.tmp" "$out/fsck.erofs"
+echo "erofs-utils: built $out/mkfs.erofs and $out/fsck.erofs ($version, with lzma)"
