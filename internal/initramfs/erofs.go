@@ -44,8 +44,8 @@ const (
 	ErofsLZ4HC = "lz4hc"
 	// ErofsLZMA: MicroLZMA (level 6) in the same clusters, a quarter
 	// smaller than lz4hc (the redis profile image's root, both without
-	// ztailpacking or fragments: 7.89 MB -> 5.84 MB; level 9 extreme 5.83
-	// MB, zstd level 19 6.27 MB but 40 times slower to make), slower to
+	// ztailpacking or fragments: 7.53 MiB -> 5.57 MiB; level 9 extreme
+	// 5.56 MiB, zstd level 19 5.98 MiB but 40 times slower to make), slower to
 	// read (docs/images.md). It needs
 	// erofs-utils 1.6 or later (Debian 12 has 1.5, with lz4 and lz4hc
 	// only: make deps builds 1.8.6 from Debian's source, ErofsTool) and
@@ -63,9 +63,9 @@ var ErofsCompressions = []string{ErofsLZ4HC, ErofsLZMA}
 // fragments packs the tails and the small files together into one
 // compressed inode (1.6 and later; 1.5 ignores it). Measured on the redis
 // profile image's root (1095 files, 1019 of them under 4 KiB): lz4hc
-// 7.22 MB, 6.78 MB with ztailpacking, 6.18 MB with fragments; lzma 5.39
-// MB, 4.59 MB with ztailpacking, 4.17 MB with fragments (the same with
-// both, or all-fragments).
+// 6.89 MiB, 6.47 MiB with ztailpacking, 5.89 MiB with fragments; lzma
+// 5.14 MiB, 4.38 MiB with ztailpacking, 3.97 MiB with fragments (the same
+// with both, or all-fragments).
 var erofsArgs = map[string][]string{
 	ErofsLZ4HC: {"-zlz4hc,12", "-C65536", "-Eztailpacking"},
 	ErofsLZMA:  {"-zlzma,level=6", "-C65536", "-Efragments"},

@@ -14,6 +14,8 @@ type fde struct {
 	start, end  uint64
 	personality uint64
 	lsda        uint64
+	// cfi and cfiEnd delimit its call frame instructions in the section.
+	cfi, cfiEnd int
 }
 
 // DWARF exception-handling pointer encodings (the LSB's DW_EH_PE_*).
@@ -320,6 +322,10 @@ func parseFDE(r *reader, c *cie) (fde, error) {
 			}
 		}
 		r.off = augEnd
+	}
+	f.cfi, f.cfiEnd = r.off, len(r.data)
+	if f.cfi > f.cfiEnd {
+		return fde{}, fmt.Errorf("augmentation data runs past the entry's end")
 	}
 	return f, nil
 }

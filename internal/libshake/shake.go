@@ -465,8 +465,16 @@ func (o *object) word32(addr uint64) (uint32, bool) {
 }
 
 // Write copies r's object to out with its removed functions overwritten
-// by int3 (0xcc). The host's file is only read.
+// by int3 (0xcc), and the call frame instructions of their FDEs by
+// DW_CFA_nop (0): nothing unwinds through a function that never runs,
+// and an FDE of nops is still one (its length, CIE pointer, range and
+// LSDA pointer are kept, so .eh_frame_hdr's table and every reader of
+// .eh_frame still find their way). The host's file is only read.
 func (r *Result) Write(out string) error {
+	cfi, err := removedCFI(r.host, r.Ranges)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
@@ -492,7 +500,53 @@ func (r *Result) Write(out string) error {
 			return fmt.Errorf("writing %s: %w", out, err)
 		}
 	}
+	for _, c := range cfi {
+		if _, err := dst.WriteAt(make([]byte, c.n), c.off); err != nil {
+			dst.Close()
+			return fmt.Errorf("writing %s: %w", out, err)
+		}
+	}
 	return dst.Close()
+}
+
+// span is a run of n bytes at file offset off.
+type span struct {
+	off int64
+	n   int
+}
+
+// removedCFI returns where, in the file host, the call frame instructions
+// of the FDEs lie whose code is inside one of the removed ranges (sorted
+// by address).
+func removedCFI(host string, ranges []Function) ([]span, error) {
+	if len(ranges) == 0 {
+		return nil, nil
+	}
+	f, err := elf.Open(host)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", host, err)
+	}
+	defer f.Close()
+	eh := f.Section(".eh_frame")
+	if eh == nil || eh.Type != elf.SHT_PROGBITS {
+		return nil, nil
+	}
+	data, err := eh.Data()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: .eh_frame: %w", host, err)
+	}
+	fdes, err := parseEhFrame(data, eh.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: .eh_frame: %w", host, err)
+	}
+	var out []span
+	for _, d := range fdes {
+		i := sort.Search(len(ranges), func(i int) bool { return ranges[i].End > d.start })
+		if i < len(ranges) && ranges[i].Start <= d.start && d.end <= ranges[i].End && d.cfiEnd > d.cfi {
+			out = append(out, span{off: int64(eh.Offset) + int64(d.cfi), n: d.cfiEnd - d.cfi})
+		}
+	}
+	return out, nil
 }
 
 // Lookup returns the removed function of r that holds address a.

@@ -2,6 +2,7 @@ package libshake
 
 import (
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -69,6 +70,9 @@ func TestShakeRunsOnHost(t *testing.T) {
 				want[r.offset(a)] = 0xcc
 			}
 		}
+		// .eh_frame is compared by TestShakeRemovedCFI.
+		lo, hi := ehFrame(t, r.Path)
+		copy(want[lo:hi], got[lo:hi])
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: the shaken copy differs from the host's file outside the removed functions", r.Path)
 		}
@@ -248,6 +252,37 @@ func TestRestore(t *testing.T) {
 	if len(got.Removed) != len(mo.Removed)-1 || got.HostSHA256 != "kept" {
 		t.Errorf("after Restore: %d removed, hash %q; want %d and the hash kept", len(got.Removed), got.HostSHA256, len(mo.Removed)-1)
 	}
+	// Its code and its FDE's call frame instructions are the host's
+	// again; the next removed function's are not.
+	host, err := os.ReadFile(mo.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyData, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, _ := ehFrame(t, mo.Host)
+	for i, f := range mo.Removed[:2] {
+		ef, err := elf.Open(mo.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := ef.Section(".eh_frame").Data()
+		fdes, _ := parseEhFrame(data, ef.Section(".eh_frame").Addr)
+		ef.Close()
+		at := slices.IndexFunc(fdes, func(d fde) bool { return d.start == f.Start })
+		if at < 0 {
+			t.Fatalf("%s: no FDE starts at %#x", f.Name, f.Start)
+		}
+		d := fdes[at]
+		a, b := lo+int64(d.cfi), lo+int64(d.cfiEnd)
+		code := int64(f.Start - mo.TextAddr + mo.TextOffset)
+		same := bytes.Equal(copyData[a:b], host[a:b]) && bytes.Equal(copyData[code:code+int64(f.End-f.Start)], host[code:code+int64(f.End-f.Start)])
+		if same != (i == 0) {
+			t.Errorf("%s (restored %v): its code and call frame instructions are the host's: %v", f.Name, i == 0, same)
+		}
+	}
 	if _, err := mo.Restore("no_such_function", out); err == nil {
 		t.Errorf("Restore of a function that was not removed: no error")
 	}
@@ -312,5 +347,85 @@ func TestNeighbours(t *testing.T) {
 	}
 	if _, err := mo.Neighbours("no_such_function"); err == nil {
 		t.Error("Neighbours of a function that was not removed: no error")
+	}
+}
+
+// ehFrame returns where the .eh_frame section of the ELF file p lies.
+func ehFrame(t *testing.T, p string) (lo, hi int64) {
+	t.Helper()
+	f, err := elf.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	eh := f.Section(".eh_frame")
+	if eh == nil {
+		t.Fatalf("%s has no .eh_frame", p)
+	}
+	return int64(eh.Offset), int64(eh.Offset + eh.Size)
+}
+
+// TestShakeRemovedCFI: in the shaken libc, the FDEs of removed functions
+// keep their headers (the same FDEs are found, at the same places) and
+// their call frame instructions are nops; every other FDE is the host's,
+// byte for byte; and binutils' reader of .eh_frame (objdump --dwarf=frames)
+// reads the copy without a warning.
+func TestShakeRemovedCFI(t *testing.T) {
+	objs := hostObjects(t)
+	rs, err := Shake(Options{Objects: objs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rs[1]
+	out := filepath.Join(t.TempDir(), "libc.so.6")
+	if err := r.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) ([]fde, []byte) {
+		f, err := elf.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		eh := f.Section(".eh_frame")
+		data, err := eh.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fdes, err := parseEhFrame(data, eh.Addr)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		return fdes, data
+	}
+	hostFDEs, hostData := read(r.Path)
+	fdes, data := read(out)
+	if !slices.Equal(fdes, hostFDEs) {
+		t.Fatalf("the shaken copy's .eh_frame has %d FDEs, the host's %d, or they differ", len(fdes), len(hostFDEs))
+	}
+	removed := func(d fde) bool {
+		return slices.ContainsFunc(r.Ranges, func(f Function) bool { return f.Start <= d.start && d.end <= f.End })
+	}
+	want := bytes.Clone(hostData)
+	zeroed, saved := 0, 0
+	for _, d := range fdes {
+		if removed(d) {
+			clear(want[d.cfi:d.cfiEnd])
+			zeroed++
+			saved += d.cfiEnd - d.cfi
+		}
+	}
+	if !bytes.Equal(data, want) {
+		t.Errorf("the shaken .eh_frame differs from the host's elsewhere than in the removed functions' instructions")
+	}
+	if zeroed == 0 || zeroed > r.Removed {
+		t.Errorf("%d FDEs zeroed for %d removed functions", zeroed, r.Removed)
+	}
+	t.Logf("%d of %d FDEs' instructions zeroed (%d bytes of %d)", zeroed, len(fdes), saved, len(data))
+	cmd := exec.Command("objdump", "--dwarf=frames", out)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = nil, &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+		t.Errorf("objdump --dwarf=frames on the shaken copy: %v: %s", err, stderr.String())
 	}
 }
