@@ -114,7 +114,7 @@ memory: 256M
 	args := []string{"build", "-f", specFile, "--manifest", mpath, "--kernel-from", kernel, "--no-boot", "-o", out,
 		"--name", "fromflags", "--ready", "tcp:8080", "--workload", "echo {port}", "-p", "9000", "--port", "53/udp",
 		"-e", "A=flag", "--user", "nobody", "--workdir", "/srv", "--include", extra, "--exclude", "*.pyc",
-		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "--data", spec.DataTraced, "-m", "512M", "--cpus", "2", "--seccomp", spec.SeccompEnforce}
+		"--target", spec.TargetPC, "--root", spec.RootInitramfs, "--compression", "xz", "--data", spec.DataTraced, "-m", "512M", "--cpus", "2", "--seccomp", spec.SeccompEnforce}
 	var stdout, stderr bytes.Buffer
 	if code := Main(context.Background(), args, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("bespoke %q: exit %d\n%s", args, code, stderr.String())
@@ -138,6 +138,7 @@ memory: 256M
 		{"--exclude", fmt.Sprint(got.Exclude), "[*.pyc]"},
 		{"--target", got.Target, spec.TargetPC},
 		{"--root", got.Root, spec.RootInitramfs},
+		{"--compression", got.Compression, "xz"},
 		{"--data", got.Data, spec.DataTraced},
 		{"-m", got.MemoryMB, 512},
 		{"--cpus", got.CPUs, 2},
@@ -155,7 +156,7 @@ memory: 256M
 		t.Errorf("image.json: target %s, memory %d, cpus %d; want %s, 512, 2", img.Target, img.MemoryMB, img.CPUs, spec.TargetPC)
 	}
 	log, _ := os.ReadFile(filepath.Join(out, image.BuildLogFile))
-	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, data, memory, cpus, seccomp from the command line"
+	want := "with name, ready, workload, ports, env, user, workdir, include, exclude, target, root, compression, data, memory, cpus, seccomp from the command line"
 	if !strings.Contains(string(log), want) {
 		t.Errorf("build log lacks %q:\n%s", want, log)
 	}
@@ -191,7 +192,7 @@ func fakeKernelImage(t *testing.T, m *manifest.Manifest, target string) string {
 	dir := t.TempDir()
 	var cfg strings.Builder
 	for _, root := range []string{initramfs.FormatCpio, initramfs.FormatErofs} {
-		syms, err := initramfs.RootKconfig(root, "xz")
+		syms, err := initramfs.RootKconfig(root, "")
 		if err != nil {
 			t.Fatal(err)
 		}
