@@ -44,6 +44,10 @@ type Tree struct {
 	// Links: a shared library of the closure whose name starts with one of
 	// these ("libssl.so.").
 	Links []string
+	// Leave are host paths under Paths that no reader of the tree reads
+	// (a file of another program's format beside it): left out, unless
+	// the program opened them (then the trace holds them).
+	Leave []string
 	// Source is where the knowledge comes from.
 	Source string
 }
@@ -61,6 +65,8 @@ type Pulled struct {
 	Why string `json:"why"`
 	// Paths are the tree's host paths that exist (what the image gets).
 	Paths []string `json:"paths"`
+	// Left are the paths of the tree's Leave that exist: not copied.
+	Left  []string `json:"left_out,omitempty"`
 	Files int      `json:"files"`
 	Bytes int64    `json:"bytes"` // the regular files' sizes
 }
@@ -81,12 +87,17 @@ func Select(m *manifest.Manifest, root string) ([]Pulled, error) {
 			continue
 		}
 		p := Pulled{Name: t.Name, What: t.What, Why: why}
+		for _, hp := range t.Leave {
+			if _, err := os.Lstat(filepath.Join(root, hp)); err == nil {
+				p.Left = append(p.Left, hp)
+			}
+		}
 		for _, hp := range t.Paths {
 			if _, err := os.Lstat(filepath.Join(root, hp)); err != nil {
 				continue
 			}
 			p.Paths = append(p.Paths, hp)
-			files, bytes, err := size(filepath.Join(root, hp))
+			files, bytes, err := size(root, hp, p.Left)
 			if err != nil {
 				return nil, fmt.Errorf("data tree %s: %w", t.Name, err)
 			}
@@ -215,11 +226,17 @@ func imported(p string) ([]string, error) {
 }
 
 // size returns the number and total size of the regular files at or below
-// p (symlinks are not followed).
-func size(p string) (files int, bytes int64, err error) {
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+// p, below root, but those under leave (symlinks are not followed).
+func size(root, p string, leave []string) (files int, bytes int64, err error) {
+	err = filepath.WalkDir(filepath.Join(root, p), func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if rel, _ := filepath.Rel(root, path); slices.ContainsFunc(leave, func(l string) bool { return under("/"+filepath.ToSlash(rel), l) }) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if d.Type().IsRegular() {
 			info, err := d.Info()

@@ -88,17 +88,21 @@ func TestSelectOpened(t *testing.T) {
 	}
 }
 
-// TestSelectLinks: a library of the closure pulls in the tree it reads.
+// TestSelectLinks: a library of the closure pulls in the tree it reads,
+// without the Java keystore beside it, which it does not read.
 func TestSelectLinks(t *testing.T) {
 	root := t.TempDir()
-	write(t, root, map[string]string{"etc/ssl/certs/ca-certificates.crt": "PEM"})
+	write(t, root, map[string]string{"etc/ssl/certs/ca-certificates.crt": "PEM", "etc/ssl/certs/java/cacerts": "JKS keystore"})
 	m := &manifest.Manifest{Closure: []manifest.File{{Path: "/usr/lib/x86_64-linux-gnu/libssl.so.3", Kind: "library"}}}
 	got, err := Select(m, root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0].Name != "certificates" || got[0].Why != "links /usr/lib/x86_64-linux-gnu/libssl.so.3" {
-		t.Errorf("Select = %+v", got)
+		t.Fatalf("Select = %+v", got)
+	}
+	if c := got[0]; !slices.Equal(c.Left, []string{"/etc/ssl/certs/java"}) || c.Files != 1 || c.Bytes != 3 {
+		t.Errorf("certificates: left out %v, %d files, %d bytes; want the keystore left out, 1 file of 3 bytes", c.Left, c.Files, c.Bytes)
 	}
 }
 

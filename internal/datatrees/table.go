@@ -44,7 +44,11 @@ var rows = []Tree{
 		Paths:  []string{"/etc/ssl/certs", "/usr/share/ca-certificates", "/usr/lib/ssl"},
 		Opened: []string{"/etc/ssl/certs", "/usr/lib/ssl/certs", "/usr/share/ca-certificates"},
 		Links:  []string{"libssl.so.", "libcrypto.so.", "libgnutls.so."},
-		Source: "OpenSSL 3 crypto/x509/by_dir.c and by_file.c (X509_CERT_DIR /usr/lib/ssl/certs, a link to /etc/ssl/certs in Debian's openssl); GnuTLS's --with-default-trust-store-file=/etc/ssl/certs/ca-certificates.crt in Debian; package ca-certificates",
+		// The Java keystore of ca-certificates-java (165 KB where a JDK
+		// is installed): OpenSSL and GnuTLS read PEM files only; a JVM
+		// reads it through its lib/security/cacerts, which a trace sees.
+		Leave:  []string{"/etc/ssl/certs/java"},
+		Source: "OpenSSL 3 crypto/x509/by_dir.c and by_file.c (X509_CERT_DIR /usr/lib/ssl/certs, a link to /etc/ssl/certs in Debian's openssl); GnuTLS's --with-default-trust-store-file=/etc/ssl/certs/ca-certificates.crt in Debian; package ca-certificates (and ca-certificates-java for the keystore left out)",
 	},
 	{
 		Name:    "services",

@@ -1047,7 +1047,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 	if len(b.sp.Setup) > 0 {
 		include = append(include, state)
 	}
-	var trees []string
+	var trees, leave []string
 	if b.sp.Data != spec.DataTraced {
 		pulled, err := datatrees.Select(m, "")
 		if err != nil {
@@ -1055,7 +1055,12 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		}
 		for _, t := range pulled {
 			trees = append(trees, t.Paths...)
-			fmt.Fprintf(b.log, "data tree %s: %s, %d files, %s (%s)\n", t.Name, strings.Join(t.Paths, " "), t.Files, humanBytes(t.Bytes), t.Why)
+			leave = append(leave, t.Left...)
+			left := ""
+			if len(t.Left) > 0 {
+				left = "; left out: " + strings.Join(t.Left, " ")
+			}
+			fmt.Fprintf(b.log, "data tree %s: %s, %d files, %s (%s%s)\n", t.Name, strings.Join(t.Paths, " "), t.Files, humanBytes(t.Bytes), t.Why, left)
 		}
 		b.report.DataTrees = pulled
 	}
@@ -1072,6 +1077,7 @@ func (b *builder) initramfs(ctx context.Context, m *manifest.Manifest, state str
 		User:        initramfs.User{Name: acct.Name, Uid: acct.UID, Gid: acct.GID, Group: acct.Group, Home: acct.Home},
 		Include:     include,
 		Trees:       trees,
+		TreeLeave:   leave,
 		Exclude:     b.sp.Exclude,
 		Format:      b.sp.Root,
 		Compression: b.sp.Compression,

@@ -73,8 +73,10 @@ type Options struct {
 	// recursively.
 	Include []string
 	// Trees are host paths of data trees (internal/datatrees), copied
-	// like Include (files a trace already put in keep their kind).
-	Trees []string
+	// like Include (files a trace already put in keep their kind), but
+	// what is under one of TreeLeave.
+	Trees     []string
+	TreeLeave []string
 	// Exclude are patterns on guest paths: path.Match on the whole path
 	// ("/usr/share/locale/*"), "dir/**" for dir and everything under it,
 	// and a pattern without a slash ("*.a") on the base name of any path.
@@ -162,8 +164,11 @@ type builder struct {
 	excluded map[string]string // manifest.Excluded: path -> reason
 	patterns []string
 	walked   map[string]bool // directories already copied recursively
-	report   *Report
-	mtime    int64
+	// treeLeave are host paths a data tree's walk leaves out
+	// (Options.TreeLeave).
+	treeLeave []string
+	report    *Report
+	mtime     int64
 }
 
 // Build writes the initramfs described by opts to opts.Output and returns
@@ -195,6 +200,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("building initramfs: %w", err)
 	}
 	b := newBuilder(opts.HostRoot, method, syms)
+	b.treeLeave = opts.TreeLeave
 	b.report.Format = format
 	b.patterns = opts.Exclude
 	if m := opts.Manifest; m != nil {
@@ -500,6 +506,9 @@ func (b *builder) addHost(p, kind string, recursive bool, depth int) error {
 	}
 	if pat := b.match(p); pat != "" {
 		b.report.Dropped = append(b.report.Dropped, Dropped{Path: p, Pattern: pat})
+		return nil
+	}
+	if kind == KindTree && slices.ContainsFunc(b.treeLeave, func(l string) bool { return p == l || strings.HasPrefix(p, l+"/") }) {
 		return nil
 	}
 	real, err := b.resolveDir(p)

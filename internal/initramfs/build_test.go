@@ -561,3 +561,38 @@ func TestPasswdGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestTreeLeave: a data tree's walk leaves TreeLeave out, but a file
+// under it that the program opened is in the image all the same.
+func TestTreeLeave(t *testing.T) {
+	root := hostTree(t)
+	keystore := filepath.Join(root, "usr/share/app/data/java/cacerts")
+	os.MkdirAll(filepath.Dir(keystore), 0o755)
+	if err := os.WriteFile(keystore, []byte("JKS"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, opened := range []bool{false, true} {
+		opts := testOptions(t, root)
+		opts.Compression = CompressNone
+		opts.Include = nil
+		opts.Trees = []string{"/usr/share/app/data"}
+		opts.TreeLeave = []string{"/usr/share/app/data/java"}
+		if opened {
+			opts.Manifest.Files = append(opts.Manifest.Files, manifest.File{Path: "/usr/share/app/data/java/cacerts", Kind: "data"})
+		}
+		rep, err := Build(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := readArchive(t, opts.Output, CompressNone)
+		if _, ok := got["/usr/share/app/data/a.txt"]; !ok {
+			t.Errorf("opened %v: the tree's a.txt is not in the archive", opened)
+		}
+		if _, ok := got["/usr/share/app/data/java/cacerts"]; ok != opened {
+			t.Errorf("opened %v: the left-out keystore in the archive: %v", opened, ok)
+		}
+		if i := slices.IndexFunc(rep.Files, func(f FileReport) bool { return f.Path == "/usr/share/app/data/java/cacerts" }); opened && (i < 0 || rep.Files[i].Kind != "data") {
+			t.Errorf("opened: the keystore's report entry %d, want it there as data", i)
+		}
+	}
+}
