@@ -111,6 +111,9 @@ func readRow(dir string) (*reportRow, error) {
 		if format == "" {
 			format = "initramfs"
 		}
+		if c := rep.Initramfs.Compression; c != "" {
+			format += ", " + c
+		}
 		root += " (" + format + ")"
 	}
 	if rep.MinMemoryMB > 0 {

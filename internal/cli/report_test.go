@@ -12,7 +12,7 @@ import (
 func TestReport(t *testing.T) {
 	dir := t.TempDir()
 	rep := `{"name":"redis","kernel_bytes":1960000,"initramfs_bytes":6140000,"total_bytes":8100000,"kernel_symbols":506,
-"initramfs":{"format":"erofs","files":[{"path":"/init"},{"path":"/usr/bin/redis-server"}]},"min_memory_mb":22,
+"initramfs":{"format":"erofs","compression":"lzma","files":[{"path":"/init"},{"path":"/usr/bin/redis-server"}]},"min_memory_mb":22,
 "boot":{"accel":"tcg","ready_host":6.42,"stop_exit_code":0},"workload":{"exit_code":0,"seconds":1.04}}`
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(rep), 0o644); err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestReport(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	want := "| redis | 1.87 MB | 5.86 MB (erofs) | 7.72 MB | 506 | 2 | 6.42 s (tcg) | 22 MiB | exit 0 in 1.0 s | exit 0 | failed: the workload failed (exit 1): ERR / x (1 round(s)) |"
+	want := "| redis | 1.87 MB | 5.86 MB (erofs, lzma) | 7.72 MB | 506 | 2 | 6.42 s (tcg) | 22 MiB | exit 0 in 1.0 s | exit 0 | failed: the workload failed (exit 1): ERR / x (1 round(s)) |"
 	if len(lines) != 3 || lines[2] != want {
 		t.Errorf("got\n%s\nwant the header and the row\n%s", stdout.String(), want)
 	}
