@@ -4,8 +4,11 @@
 # lzma (internal/initramfs.ErofsTool finds them there, beside bin/bespoke).
 # Debian 12's erofs-utils 1.5 has lz4 and lz4hc only. The source is
 # Debian's (trixie's erofs-utils 1.8.6), fetched once into .tools/ and
-# checked against its SHA-256; its build needs autoconf, automake, libtool,
-# pkg-config and liblzma-dev (scripts/deps.sh installs them).
+# checked against its SHA-256; should Debian's pool no longer hold that
+# version, the one trixie's source index names is taken instead, checked
+# against the SHA-256 the index gives, and the script says so. The build
+# needs autoconf, automake, libtool, pkg-config and liblzma-dev
+# (scripts/deps.sh installs them).
 set -euo pipefail
 out=${1:-bin/erofs-utils}
 version=1.8.6
@@ -16,15 +19,32 @@ if [ -x "$out/mkfs.erofs" ] && [ -x "$out/fsck.erofs" ] && "$out/mkfs.erofs" --h
   echo "erofs-utils: $out has erofs-utils with lzma"
   exit 0
 fi
+pool=http://deb.debian.org/debian/pool/main/e/erofs-utils
 if [ ! -x "$dir/fsck/fsck.erofs" ]; then
-  rm -rf "$dir"
   mkdir -p .tools
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   echo "erofs-utils: fetching Debian's erofs-utils $version source ($url)"
-  curl -fsSL --retry 3 -o "$tmp/src.tar.gz" "$url"
-  echo "$sha  $tmp/src.tar.gz" | sha256sum -c --quiet -
-  tar --no-same-owner -xzf "$tmp/src.tar.gz" -C "$tmp"
+  if ! curl -fsSL --retry 3 -o "$tmp/src.tar" "$url"; then
+    # The pinned version left the pool: trixie's, as its index says.
+    index=http://deb.debian.org/debian/dists/trixie/main/source/Sources.xz
+    curl -fsSL --retry 3 -o "$tmp/Sources.xz" "$index"
+    entry=$(xz -dc "$tmp/Sources.xz" | awk '/^Package: erofs-utils$/ {p = 1} p && /^$/ {p = 0; n++} p && n == 0')
+    orig=$(printf '%s\n' "$entry" | awk '/^Checksums-Sha256:/ {c = 1; next} c && !/^ / {c = 0} c && $3 ~ /\.orig\.tar\./ {print $1, $3}')
+    sha=${orig%% *} file=${orig#* }
+    version=$(printf '%s\n' "$entry" | sed -n 's/^Version: \([^-]*\).*/\1/p')
+    if [ -z "$orig" ] || [ -z "$version" ]; then
+      echo "erofs-utils: $url cannot be fetched and $index names no erofs-utils source: --compression lzma is not available" >&2
+      exit 1
+    fi
+    dir=.tools/erofs-utils-$version
+    url=$pool/$file
+    echo "erofs-utils: the pinned version is not in Debian's pool any more; fetching trixie's $version instead ($url)" >&2
+    curl -fsSL --retry 3 -o "$tmp/src.tar" "$url"
+  fi
+  echo "$sha  $tmp/src.tar" | sha256sum -c --quiet -
+  rm -rf "$dir"
+  tar --no-same-owner -xf "$tmp/src.tar" -C "$tmp"
   mv "$tmp/erofs-utils-$version" "$dir"
   echo "erofs-utils: building mkfs.erofs and fsck.erofs with lzma (log: $dir/build.log)"
   if ! (cd "$dir" && ./autogen.sh && ./configure --enable-lzma --without-libzstd --disable-fuse --without-selinux &&
