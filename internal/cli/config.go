@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/bespoke-os/bespoke/internal/initramfs"
 	"github.com/bespoke-os/bespoke/internal/kconfig"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/manifest"
@@ -24,7 +26,9 @@ type configFlags struct {
 	explain   bool
 	net       bool
 	root      string
-	out       string
+	// compression is the root's, as bespoke build's --compression.
+	compression string
+	out         string
 }
 
 func runConfig(ctx context.Context, env *Env, args []string) error {
@@ -39,6 +43,7 @@ func runConfig(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.explain, "explain", false, "print why each enabled option is there")
 	fs.BoolVar(&f.net, "net", false, "add networking (virtio-net) even if the manifest uses no IP socket")
 	fs.StringVar(&f.root, "root", spec.DefaultRoot, "the image's root filesystem: "+strings.Join(spec.Roots, " or ")+" (its options: a virtio disk and erofs, or an xz initramfs)")
+	fs.StringVar(&f.compression, "compression", "", "the root's compression, as bespoke build's: for erofs lz4hc (default) or lzma (adds EROFS_FS_ZIP_LZMA), for initramfs xz")
 	fs.StringVar(&f.out, "o", "", "write the .config to this file (- for stdout)")
 	pos, rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -58,6 +63,27 @@ func runConfig(ctx context.Context, env *Env, args []string) error {
 	}
 	if _, err := kconfig.BaseParts(f.target, false, f.root); err != nil {
 		return usageErrorf("%v", err)
+	}
+	if f.compression != "" {
+		// The options this compression needs beyond the root's base part
+		// (which holds the default compression's), as bespoke build asks.
+		cs := spec.Compressions[f.root]
+		if !slices.Contains(cs, f.compression) {
+			return usageErrorf("--compression %q of an %s root: want %s", f.compression, f.root, strings.Join(cs, " or "))
+		}
+		syms, err := initramfs.RootKconfig(f.root, f.compression)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		base, err := initramfs.RootKconfig(f.root, "")
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		for _, s := range syms {
+			if !slices.Contains(base, s) {
+				f.enable = append(f.enable, s)
+			}
+		}
 	}
 
 	opts := kconfig.Options{Target: f.target, Opt: f.opt, Net: f.net, Root: f.root, Enable: f.enable, Disable: f.disable, Log: env.Stderr}

@@ -36,6 +36,7 @@ func TestConfigUsage(t *testing.T) {
 		{"module", []string{"config", "--manifest", configTestManifest, "--enable", "IPV6=m", "-o", out}, "modules are not supported"},
 		{"bad symbol", []string{"config", "--manifest", configTestManifest, "--enable", "ip v6", "-o", out}, "want a Kconfig symbol"},
 		{"stray argument", []string{"config", configTestManifest, "-o", out}, "unexpected arguments"},
+		{"bad compression", []string{"config", "--manifest", configTestManifest, "--compression", "xz", "-o", out}, `--compression "xz" of an erofs root: want lz4hc or lzma`},
 	}
 	for _, tt := range tests {
 		code, _, stderr := runConfigCLI(t, tt.args...)
@@ -55,7 +56,7 @@ func TestConfigExplain(t *testing.T) {
 	testenv.File(t, ksrc.DefaultSource)
 	out := filepath.Join(t.TempDir(), "config")
 	code, stdout, stderr := runConfigCLI(t, "config", "--manifest", configTestManifest, "--target", "qemu-microvm",
-		"--enable", "CONFIG_IPV6", "--explain", "-o", out)
+		"--enable", "CONFIG_IPV6", "--compression", "lzma", "--explain", "-o", out)
 	if code != 0 {
 		t.Fatalf("exit status %d, stderr:\n%s", code, stderr)
 	}
@@ -68,7 +69,7 @@ func TestConfigExplain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sym := range []string{"IPV6", "EPOLL", "VIRTIO_NET", "CC_OPTIMIZE_FOR_PERFORMANCE", "EROFS_FS", "VIRTIO_BLK"} {
+	for _, sym := range []string{"IPV6", "EPOLL", "VIRTIO_NET", "CC_OPTIMIZE_FOR_PERFORMANCE", "EROFS_FS", "VIRTIO_BLK", "EROFS_FS_ZIP_LZMA"} {
 		if !cfg.Enabled(sym) {
 			t.Errorf("%s: CONFIG_%s=%s, want y", out, sym, cfg.Value(sym))
 		}
