@@ -11,7 +11,7 @@ pkgs=(
   # VMs, and their roots and volumes (mkfs.erofs, fsck.erofs; mkfs.ext4, e2fsck)
   qemu-system-x86 erofs-utils e2fsprogs
   # erofs-utils 1.8.6 with lzma, built from Debian's source (scripts/erofs-utils.sh)
-  autoconf automake libtool pkg-config liblzma-dev uuid-dev zlib1g-dev
+  autoconf automake libtool pkg-config liblz4-dev liblzma-dev uuid-dev zlib1g-dev
   # tracing comparison and applications
   strace redis-server redis-tools file
   # the cost model's QEMU plugin header (scripts/qemu-plugin.sh)

@@ -488,6 +488,12 @@ func (b *builder) put(p string, n *node, override bool) {
 	b.nodes[p] = n
 }
 
+// leftOut reports whether p, met by a data tree's walk (kind), is under
+// one of Options.TreeLeave.
+func (b *builder) leftOut(kind, p string) bool {
+	return kind == KindTree && slices.ContainsFunc(b.treeLeave, func(l string) bool { return p == l || strings.HasPrefix(p, l+"/") })
+}
+
 // addHost adds the host file at guest path p (and, for a symlink, its
 // target; for a directory with recursive set, its contents).
 func (b *builder) addHost(p, kind string, recursive bool, depth int) error {
@@ -508,12 +514,15 @@ func (b *builder) addHost(p, kind string, recursive bool, depth int) error {
 		b.report.Dropped = append(b.report.Dropped, Dropped{Path: p, Pattern: pat})
 		return nil
 	}
-	if kind == KindTree && slices.ContainsFunc(b.treeLeave, func(l string) bool { return p == l || strings.HasPrefix(p, l+"/") }) {
+	if b.leftOut(kind, p) {
 		return nil
 	}
 	real, err := b.resolveDir(p)
 	if err != nil {
 		return err
+	}
+	if b.leftOut(kind, real) {
+		return nil
 	}
 	if pat := b.match(real); pat != "" {
 		b.report.Dropped = append(b.report.Dropped, Dropped{Path: real, Pattern: pat})

@@ -68,7 +68,7 @@ var ErofsCompressions = []string{ErofsLZ4HC, ErofsLZMA}
 // with both, or all-fragments).
 var erofsArgs = map[string][]string{
 	ErofsLZ4HC: {"-zlz4hc,12", "-C65536", "-Eztailpacking"},
-	ErofsLZMA:  {"-zlzma,level=6", "-C65536", "-Efragments"},
+	ErofsLZMA:  {"-zlzma,6", "-C65536", "-Efragments"}, // "level=6" is 1.8's only
 }
 
 // ErofsArgs returns mkfs.erofs's compression arguments for compression
@@ -258,7 +258,11 @@ func (b *builder) mkfs(ctx context.Context, tree *erofsTree, out string) error {
 func AppendErofs(ctx context.Context, opts AppendOptions) (*Report, error) {
 	method := opts.Compression
 	if method == "" {
-		method = ErofsLZ4HC
+		// A report without it: the image's own.
+		var err error
+		if method, err = ErofsCompressionOf(opts.Archive); err != nil {
+			return nil, err
+		}
 	}
 	syms, err := RootKconfig(FormatErofs, method)
 	if err != nil {

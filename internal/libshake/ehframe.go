@@ -306,6 +306,9 @@ func parseFDE(r *reader, c *cie) (fde, error) {
 		if err != nil {
 			return fde{}, err
 		}
+		if n > uint64(len(r.data)-r.off) {
+			return fde{}, fmt.Errorf("augmentation data runs past the entry's end")
+		}
 		augEnd := r.off + int(n)
 		if c.lsdaEnc != peOmit && n > 0 {
 			p, ok, err := r.pointer(c.lsdaEnc)
