@@ -57,18 +57,22 @@ const (
 // first.
 var ErofsCompressions = []string{ErofsLZ4HC, ErofsLZMA}
 
-// erofsArgs are mkfs.erofs's compression arguments (ErofsArgs).
-// ztailpacking stores the compressed tail of each file inline with its
-// inode instead of in a block of its own (erofs-utils 1.5 has it),
-// fragments packs the tails and the small files together into one
-// compressed inode (1.6 and later; 1.5 ignores it). Measured on the redis
-// profile image's root (1095 files, 1019 of them under 4 KiB): lz4hc
-// 6.89 MiB, 6.47 MiB with ztailpacking, 5.89 MiB with fragments; lzma
-// 5.14 MiB, 4.38 MiB with ztailpacking, 3.97 MiB with fragments (the same
-// with both, or all-fragments).
-var erofsArgs = map[string][]string{
-	ErofsLZ4HC: {"-zlz4hc,12", "-C65536", "-Eztailpacking"},
-	ErofsLZMA:  {"-zlzma,6", "-C65536", "-Efragments"}, // "level=6" is 1.8's only
+// erofsMethods are, per compression, mkfs.erofs's arguments (ErofsArgs)
+// and the kernel options it needs beyond erofsKconfig. ztailpacking
+// stores the compressed tail of each file inline with its inode instead
+// of in a block of its own (erofs-utils 1.5 has it), fragments packs the
+// tails and the small files together into one compressed inode (1.6 and
+// later; 1.5 ignores it). Measured on the redis profile image's root
+// (1095 files, 1019 of them under 4 KiB): lz4hc 6.89 MiB, 6.47 MiB with
+// ztailpacking, 5.89 MiB with fragments; lzma 5.14 MiB, 4.38 MiB with
+// ztailpacking, 3.97 MiB with fragments (the same with both, or
+// all-fragments).
+var erofsMethods = map[string]struct{ args, kconfig []string }{
+	ErofsLZ4HC: {args: []string{"-zlz4hc,12", "-C65536", "-Eztailpacking"}},
+	ErofsLZMA: {
+		args:    []string{"-zlzma,6", "-C65536", "-Efragments"}, // "level=6" is 1.8's only
+		kconfig: []string{"EROFS_FS_ZIP_LZMA"},
+	},
 }
 
 // ErofsArgs returns mkfs.erofs's compression arguments for compression
@@ -77,14 +81,7 @@ func ErofsArgs(compression string) []string {
 	if compression == "" {
 		compression = ErofsLZ4HC
 	}
-	return slices.Clone(erofsArgs[compression])
-}
-
-// erofsCompressionKconfig are the kernel options each compression needs
-// beyond erofsKconfig.
-var erofsCompressionKconfig = map[string][]string{
-	ErofsLZ4HC: nil,
-	ErofsLZMA:  {"EROFS_FS_ZIP_LZMA"},
+	return slices.Clone(erofsMethods[compression].args)
 }
 
 // erofsKconfig are the kernel options an erofs root needs: the virtio
@@ -105,11 +102,11 @@ func RootKconfig(format, compression string) ([]string, error) {
 		if compression == "" {
 			compression = ErofsLZ4HC
 		}
-		more, ok := erofsCompressionKconfig[compression]
+		m, ok := erofsMethods[compression]
 		if !ok {
 			return nil, fmt.Errorf("unknown erofs compression %q (want %s)", compression, strings.Join(ErofsCompressions, " or "))
 		}
-		return append(slices.Clone(erofsKconfig), more...), nil
+		return append(slices.Clone(erofsKconfig), m.kconfig...), nil
 	}
 	return nil, fmt.Errorf("unknown root format %q (want %s)", format, strings.Join(Formats, " or "))
 }
@@ -266,9 +263,6 @@ func AppendErofs(ctx context.Context, opts AppendOptions) (*Report, error) {
 	}
 	syms, err := RootKconfig(FormatErofs, method)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := ErofsTool(ctx, "mkfs.erofs", method); err != nil {
 		return nil, err
 	}
 	fsck, err := erofsReader(ctx, opts.Archive)

@@ -485,23 +485,26 @@ func (r *Result) Write(out string) error {
 	if err != nil {
 		return err
 	}
-	fill := make([]byte, 0)
-	for _, f := range r.Ranges {
-		n := int(f.End - f.Start)
+	var fill []byte
+	put := func(b byte, off int64, n int) error {
 		if cap(fill) < n {
 			fill = make([]byte, n)
 		}
 		fill = fill[:n]
 		for i := range fill {
-			fill[i] = 0xcc
+			fill[i] = b
 		}
-		if _, err := dst.WriteAt(fill, r.offset(f.Start)); err != nil {
+		_, err := dst.WriteAt(fill, off)
+		return err
+	}
+	for _, f := range r.Ranges {
+		if err := put(0xcc, r.offset(f.Start), int(f.End-f.Start)); err != nil {
 			dst.Close()
 			return fmt.Errorf("writing %s: %w", out, err)
 		}
 	}
 	for _, c := range cfi {
-		if _, err := dst.WriteAt(make([]byte, c.n), c.off); err != nil {
+		if err := put(0, c.off, c.n); err != nil {
 			dst.Close()
 			return fmt.Errorf("writing %s: %w", out, err)
 		}

@@ -71,7 +71,8 @@ func TestShakeRunsOnHost(t *testing.T) {
 			}
 		}
 		// .eh_frame is compared by TestShakeRemovedCFI.
-		lo, hi := ehFrame(t, r.Path)
+		lo, eh, _ := readEhFrame(t, r.Path)
+		hi := lo + int64(len(eh))
 		copy(want[lo:hi], got[lo:hi])
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: the shaken copy differs from the host's file outside the removed functions", r.Path)
@@ -262,15 +263,8 @@ func TestRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lo, _ := ehFrame(t, mo.Host)
+	lo, _, fdes := readEhFrame(t, mo.Host)
 	for i, f := range mo.Removed[:2] {
-		ef, err := elf.Open(mo.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := ef.Section(".eh_frame").Data()
-		fdes, _ := parseEhFrame(data, ef.Section(".eh_frame").Addr)
-		ef.Close()
 		at := slices.IndexFunc(fdes, func(d fde) bool { return d.start == f.Start })
 		if at < 0 {
 			t.Fatalf("%s: no FDE starts at %#x", f.Name, f.Start)
@@ -350,8 +344,9 @@ func TestNeighbours(t *testing.T) {
 	}
 }
 
-// ehFrame returns where the .eh_frame section of the ELF file p lies.
-func ehFrame(t *testing.T, p string) (lo, hi int64) {
+// readEhFrame returns the .eh_frame section of the ELF file p: its file
+// offset, its bytes and its FDEs.
+func readEhFrame(t *testing.T, p string) (off int64, data []byte, fdes []fde) {
 	t.Helper()
 	f, err := elf.Open(p)
 	if err != nil {
@@ -362,7 +357,13 @@ func ehFrame(t *testing.T, p string) (lo, hi int64) {
 	if eh == nil {
 		t.Fatalf("%s has no .eh_frame", p)
 	}
-	return int64(eh.Offset), int64(eh.Offset + eh.Size)
+	if data, err = eh.Data(); err != nil {
+		t.Fatal(err)
+	}
+	if fdes, err = parseEhFrame(data, eh.Addr); err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return int64(eh.Offset), data, fdes
 }
 
 // TestShakeRemovedCFI: in the shaken libc, the FDEs of removed functions
@@ -381,25 +382,8 @@ func TestShakeRemovedCFI(t *testing.T) {
 	if err := r.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	read := func(p string) ([]fde, []byte) {
-		f, err := elf.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		eh := f.Section(".eh_frame")
-		data, err := eh.Data()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fdes, err := parseEhFrame(data, eh.Addr)
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		return fdes, data
-	}
-	hostFDEs, hostData := read(r.Path)
-	fdes, data := read(out)
+	_, hostData, hostFDEs := readEhFrame(t, r.Path)
+	_, data, fdes := readEhFrame(t, out)
 	if !slices.Equal(fdes, hostFDEs) {
 		t.Fatalf("the shaken copy's .eh_frame has %d FDEs, the host's %d, or they differ", len(fdes), len(hostFDEs))
 	}
