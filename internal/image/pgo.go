@@ -300,7 +300,10 @@ func (b *builder) profile(ctx context.Context, img *vm.Image, kernel string) ([]
 // object's) at their objects' relative paths in the cache, under the
 // profile's hash, and returns that directory and the hash.
 func unpackProfile(data []byte, buildDir, cache string) (string, string, error) {
-	h := sha256.Sum256(data)
+	// The files are stored with an object summary added (pgo.WithSummary),
+	// which the first profiles in the cache lack: profileFormat names the
+	// stored form in the directory and in the kernel's cache key.
+	h := sha256.Sum256(append([]byte(profileFormat+"\n"), data...))
 	sum := hex.EncodeToString(h[:8])
 	dir := filepath.Join(cache, "pgo", "profile-"+sum)
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
@@ -309,7 +312,8 @@ func unpackProfile(data []byte, buildDir, cache string) (string, string, error) 
 	os.RemoveAll(dir)
 	prefix := strings.TrimPrefix(filepath.Clean(buildDir), "/") + "/"
 	tr := tar.NewReader(bytes.NewReader(data))
-	n := 0
+	files := map[string][]byte{}
+	var sumMax uint64
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -319,30 +323,44 @@ func unpackProfile(data []byte, buildDir, cache string) (string, string, error) 
 			return "", "", fmt.Errorf("reading the profile: %w", err)
 		}
 		rel, ok := strings.CutPrefix(hdr.Name, prefix)
-		if !ok || strings.Contains(rel, "..") {
-			continue // not an object of the kernel build
-		}
-		p := filepath.Join(dir, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", "", err
+		if !ok || strings.Contains(rel, "..") || !strings.HasSuffix(rel, ".gcda") {
+			continue // not a profile of an object of the kernel build
 		}
 		body, err := io.ReadAll(tr)
 		if err != nil {
 			return "", "", fmt.Errorf("reading the profile: %w", err)
 		}
+		p, err := pgo.Read(bytes.NewReader(body))
+		if err != nil {
+			return "", "", fmt.Errorf("reading the profile: %s: %w", rel, err)
+		}
+		sumMax = max(sumMax, p.MaxArc())
+		files[rel] = body
+	}
+	if len(files) == 0 {
+		return "", "", fmt.Errorf("the profile holds no .gcda file of the build dir %s", buildDir)
+	}
+	for rel, body := range files {
+		body, err := pgo.WithSummary(body, sumMax)
+		if err != nil {
+			return "", "", fmt.Errorf("reading the profile: %s: %w", rel, err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", "", err
+		}
 		if err := os.WriteFile(p, body, 0o644); err != nil {
 			return "", "", err
 		}
-		n++
-	}
-	if n == 0 {
-		return "", "", fmt.Errorf("the profile holds no .gcda file of the build dir %s", buildDir)
 	}
 	if err := os.WriteFile(filepath.Join(dir, ".complete"), nil, 0o644); err != nil {
 		return "", "", err
 	}
 	return dir, sum, nil
 }
+
+// profileFormat names how unpackProfile stores a profile.
+const profileFormat = "gcda with object summary"
 
 // metaSizes are the sizes kbuild measured when it built the kernel.
 func metaSizes(m kbuild.Meta) KernelSizes {

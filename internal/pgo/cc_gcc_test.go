@@ -3,6 +3,7 @@ package pgo
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,50 @@ func TestCCGCC(t *testing.T) {
 	}
 	if diff := cmp.Diff("hot kernel/sched/core.o\ncold fs/unused.o\n", string(got)); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
+	}
+}
+
+// TestCCGCCKernelProfile: a profile as Linux writes it (no object
+// summary) is ignored by GCC 12's -fprofile-use; WithSummary makes it count.
+func TestCCGCCKernelProfile(t *testing.T) {
+	gcc := testenv.Command(t, "gcc")
+	files := map[string]string{"kernel/sched/core.c": "core.c", "fs/unused.c": "unused.c"}
+	prof := instrumented(t, gcc, gccTree(t, files), []string{"kernel/sched/core.o"}, []string{"fs/unused.o"})
+	name := filepath.Join(prof, "kernel", "sched", "core.gcda")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Read(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := kernelGCDA(binary.LittleEndian, p.Version, p.Stamp, p.Functions)
+	summed, err := WithSummary(kernel, p.MaxArc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name              string
+		gcda              []byte
+		neverCalled, step string
+	}{
+		{"kernel layout", kernel, ".text", ".text"},
+		{"with summary", summed, ".text.unlikely", ".text.hot"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(name, tt.gcda, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dir := gccTree(t, files)
+			t.Chdir(dir)
+			compileCC(t, ccEnv(gcc, dir, prof, filepath.Join(t.TempDir(), "cc.log")), "-O2", "-Werror=missing-profile", "-c", "-o", "kernel/sched/core.o", "kernel/sched/core.c")
+			for fn, want := range map[string]string{"never_called": tt.neverCalled, "step": tt.step} {
+				if sec, _ := symbol(t, "kernel/sched/core.o", fn); sec.Name != want {
+					t.Errorf("%s in %s, want %s", fn, sec.Name, want)
+				}
+			}
+		})
 	}
 }
 

@@ -234,3 +234,54 @@ func parse(data []byte) (*Profile, error) {
 func isCounterTag(tag uint32) bool {
 	return tag&0xffff == 0 && tag >= tagCounterBase && (tag-tagCounterBase)>>17 < counterKinds
 }
+
+// MaxArc is the largest arc counter of the profile.
+func (p *Profile) MaxArc() uint64 {
+	var m uint64
+	for _, f := range p.Functions {
+		for _, c := range f.Arcs {
+			m = max(m, c)
+		}
+	}
+	return m
+}
+
+// WithSummary returns the .gcda file data with an object summary record
+// (runs, and sumMax: the largest arc counter of the whole program, capped
+// at 2^32-1 as GCC writes it) after its header, or data itself when it has
+// one already.
+//
+// Linux's gcov (kernel/gcov/gcc_4_7.c) writes no summary, and GCC 12's
+// -fprofile-use reads the counters of such a file without using them: with
+// no summary it has no profile_info, every count stays "estimated
+// locally", and the unit is compiled as without a profile except for what
+// -fprofile-use turns on by itself (unrolling, peeling, more inlining).
+// libgcov writes runs = 1 for one run and sum_max as the largest arc
+// counter over every object of the program, which sets the threshold of
+// what GCC calls hot in each unit; bespoke's profile is one run.
+func WithSummary(data []byte, sumMax uint64) ([]byte, error) {
+	p, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if p.Runs != 0 {
+		return data, nil
+	}
+	order := binary.ByteOrder(binary.LittleEndian)
+	if p.BigEndian {
+		order = binary.BigEndian
+	}
+	header, length := 12, uint32(objectSummaryWords)
+	if major, _ := decodeVersion(p.Version); major >= 12 {
+		header, length = 16, objectSummaryWords*4 // lengths in bytes
+	}
+	rec := make([]byte, 16)
+	order.PutUint32(rec[0:], tagObjectSummary)
+	order.PutUint32(rec[4:], length)
+	order.PutUint32(rec[8:], 1)
+	order.PutUint32(rec[12:], uint32(min(sumMax, 1<<32-1)))
+	out := make([]byte, 0, len(data)+len(rec))
+	out = append(out, data[:header]...)
+	out = append(out, rec...)
+	return append(out, data[header:]...), nil
+}

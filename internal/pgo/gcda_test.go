@@ -244,3 +244,56 @@ func TestDefaultExclusionsParse(t *testing.T) {
 			e.ExcludesFile("arch/x86/boot/compressed/misc.c", "arch/x86/boot/compressed/misc.o"), e.ExcludesFile("kernel/sched/core.c", "kernel/sched/core.o"))
 	}
 }
+
+func TestWithSummary(t *testing.T) {
+	const version = 'B'<<24 | '2'<<16 | '2'<<8 | '*'
+	fns := []Function{
+		{Ident: 1, LineChecksum: 2, CfgChecksum: 3, Arcs: []uint64{0, 9}},
+		{Ident: 4, LineChecksum: 5, CfgChecksum: 6, Arcs: []uint64{5, 1 << 40}},
+	}
+	for _, tt := range []struct {
+		name   string
+		order  binary.AppendByteOrder
+		sumMax uint64
+		want   uint32
+	}{
+		{"little-endian", binary.LittleEndian, 77, 77},
+		{"big-endian", binary.BigEndian, 77, 77},
+		{"capped", binary.LittleEndian, 1 << 40, 1<<32 - 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := WithSummary(kernelGCDA(tt.order, version, 7, fns), tt.sumMax)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Read(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Runs != 1 || p.SumMax != tt.want {
+				t.Errorf("summary: runs %d, sum_max %d; want 1, %d", p.Runs, p.SumMax, tt.want)
+			}
+			if diff := cmp.Diff(fns, p.Functions); diff != "" {
+				t.Errorf("functions (-want +got):\n%s", diff)
+			}
+			again, err := WithSummary(data, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again, data) {
+				t.Error("a second WithSummary changed the file")
+			}
+		})
+	}
+	if got := (&Profile{Functions: fns}).MaxArc(); got != 1<<40 {
+		t.Errorf("MaxArc() = %d, want %d", got, uint64(1<<40))
+	}
+	// libgcov's own files have a summary already.
+	core := readTestdata(t, "kernel/sched/core.gcda")
+	if got, err := WithSummary(core, 99); err != nil || !bytes.Equal(got, core) {
+		t.Errorf("WithSummary(core.gcda) changed it (err %v)", err)
+	}
+	if _, err := WithSummary([]byte("nope"), 1); !errors.Is(err, ErrNotGCDA) {
+		t.Errorf("WithSummary(garbage): %v, want ErrNotGCDA", err)
+	}
+}
