@@ -138,7 +138,7 @@ func (b *builder) pgoKernel(ctx context.Context, img *vm.Image) (string, error) 
 	}
 	profDir, sum, err := unpackProfile(tarData, gk.Meta.BuildDir, b.cache)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w (console: %s)", err, b.failedLog(ProfileConsole))
 	}
 	if err := os.WriteFile(filepath.Join(b.stage, ProfileFile), tarData, 0o644); err != nil {
 		return "", err
