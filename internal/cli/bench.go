@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/bespoke-os/bespoke/internal/baseline"
 	"github.com/bespoke-os/bespoke/internal/bench"
+	"github.com/bespoke-os/bespoke/internal/image"
 	"github.com/bespoke-os/bespoke/internal/initramfs"
 	"github.com/bespoke-os/bespoke/internal/ksrc"
 	"github.com/bespoke-os/bespoke/internal/vm"
@@ -30,6 +32,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	seccomp := fs.String("seccomp", "", "the image's seccomp filter for these boots: enforce, log or off (default: the image's), to measure what it costs")
 	baselineFlag := fs.Bool("baseline", false, "also measure the image on Debian's cloud kernel for Linux 6.12, as a stock baseline (fetched once with apt-get download into the cache; images with --target qemu-pc and an erofs root)")
 	requests := fs.String("requests", "", "with --model: the requests the workload makes, a number or a regular expression with one group around a number in its output, summed (default: the spec's workload_requests; without either, figures are per second of workload)")
+	var kernelOf stringList
+	fs.Var(&kernelOf, "kernel-of", "also measure the image on the kernel of this other image directory, labelled with that image's name (repeatable): another application's profile-guided kernel of the same options, say (scripts/cross.sh); it must have every option and syscall this image needs, as --kernel-from checks")
 	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
@@ -64,12 +68,34 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		return usageErrorf("--model counts what QEMU's TCG translator runs: it cannot run with --accel kvm")
 	}
 	var kernels []bench.Kernel
+	if *baselineFlag || len(kernelOf) > 0 {
+		kernels = bench.Kernels(dir)
+	}
+	for i, other := range kernelOf {
+		for _, o := range kernelOf[:i] {
+			if filepath.Clean(o) == filepath.Clean(other) {
+				return usageErrorf("--kernel-of %s is given twice", other)
+			}
+		}
+	}
+	for _, other := range kernelOf {
+		k, err := otherKernel(dir, other)
+		if err != nil {
+			return err
+		}
+		for _, have := range kernels {
+			if have.Label == k.Label {
+				return usageErrorf("--kernel-of %s: a kernel labelled %q is measured already: give images of different names", other, k.Label)
+			}
+		}
+		kernels = append(kernels, *k)
+	}
 	if *baselineFlag {
 		b, err := baselineKernel(ctx, env, dir)
 		if err != nil {
 			return err
 		}
-		kernels = append(bench.Kernels(dir), *b)
+		kernels = append(kernels, *b)
 	}
 	res, err := bench.Run(ctx, bench.Options{
 		ImageDir: dir, Kernels: kernels, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
@@ -87,6 +113,28 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprint(env.Stdout, res.Table())
 	return nil
+}
+
+// otherKernel is bench's kernel of the image in other (--kernel-of),
+// labelled with that image's name, after checking that the image in dir
+// can run on it.
+func otherKernel(dir, other string) (*bench.Kernel, error) {
+	if err := image.CheckKernelOf(dir, other); err != nil {
+		return nil, fmt.Errorf("--kernel-of %s: %w", other, err)
+	}
+	img, err := vm.LoadImage(other)
+	if err != nil {
+		return nil, fmt.Errorf("--kernel-of %s: %w", other, err)
+	}
+	abs, err := filepath.Abs(other)
+	if err != nil {
+		return nil, err
+	}
+	label := img.Name
+	if label == "" {
+		label = strings.TrimSuffix(filepath.Base(abs), ".image")
+	}
+	return &bench.Kernel{Label: label, File: filepath.Join(abs, image.KernelFile), Vmlinux: filepath.Join(abs, image.VmlinuxFile)}, nil
 }
 
 // BaselineInitramfs is the initramfs bespoke bench --baseline writes into

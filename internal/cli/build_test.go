@@ -80,6 +80,7 @@ func TestFlagsWithoutEffect(t *testing.T) {
 		{[]string{"bench", dir, "--model", "--requests", "a(b"}, `--requests "a(b": want a number, or a regular expression`},
 		{[]string{"bench", dir, "--seccomp", "on"}, `--seccomp "on": want enforce, log or off`},
 		{[]string{"bench", dir, "--model", "--accel", "kvm"}, "--model counts what QEMU's TCG translator runs"},
+		{[]string{"bench", dir, "--kernel-of", small, "--kernel-of", small + "/"}, "--kernel-of " + small + "/ is given twice"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {

@@ -338,7 +338,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 	}
 	// What can be checked before minutes of tracing is checked now.
 	if opts.KernelFrom != "" {
-		if _, _, err := kernelFromImage(opts.KernelFrom, b.sp.Target); err != nil {
+		if _, _, err := kernelFromImage(opts.KernelFrom, b.sp.Target, "kernel-from"); err != nil {
 			return nil, err
 		}
 	}
@@ -747,7 +747,7 @@ func (b *builder) kernel(ctx context.Context, m *manifest.Manifest) (string, err
 	if err != nil {
 		return "", err
 	}
-	rootSyms, err := b.rootKconfig()
+	rootSyms, err := rootKconfig(b.sp)
 	if err != nil {
 		return "", err
 	}
@@ -890,45 +890,25 @@ func execPath(program string, m *manifest.Manifest) (string, error) {
 // config has every option m requires.
 func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	from := b.opts.KernelFrom
-	cfg, img, err := kernelFromImage(from, b.sp.Target)
+	cfg, img, err := kernelFromImage(from, b.sp.Target, "kernel-from")
 	if err != nil {
 		return "", err
 	}
 	if img != nil {
 		b.march = img.March
 	}
-	rootSyms, err := b.rootKconfig()
+	missing, shake, err := kernelLacks(b.sp, m, from, cfg)
 	if err != nil {
 		return "", err
 	}
-	need := append(rootSyms, b.sp.Kernel.Enable...)
-	for _, r := range features.Required(m) {
-		need = append(need, r.Symbol)
-	}
-	var missing []string
-	for _, sym := range need {
-		if !cfg.Enabled(sym) {
-			missing = append(missing, "CONFIG_"+sym)
-		}
-	}
-	if rep, err := ReadReport(from); err == nil {
-		if sh := rep.Syscalls; sh != nil {
-			for _, s := range m.Syscalls {
-				if slices.Contains(sh.Removed, s.Name) {
-					missing = append(missing, "syscall "+s.Name)
-				}
-			}
-			b.report.Syscalls = sh
-		}
-	}
+	b.report.Syscalls = shake
 	if len(missing) > 0 {
-		slices.Sort(missing)
 		hint := ""
 		if slices.Contains(missing, "CONFIG_SECCOMP_FILTER") {
 			hint = ", or build without the guest's seccomp filter (--seccomp off)"
 		}
 		return "", fmt.Errorf("the kernel of %s lacks %s, which this program needs: build its own kernel (without --kernel-from)%s",
-			from, strings.Join(slices.Compact(missing), ", "), hint)
+			from, strings.Join(missing, ", "), hint)
 	}
 	for _, name := range []string{KernelFile, VmlinuxFile, ConfigFile, SystemMapFile, KernelMeta} {
 		if err := atomicdir.CopyFile(filepath.Join(from, name), filepath.Join(b.stage, name)); err != nil {
@@ -945,13 +925,93 @@ func (b *builder) reuseKernel(m *manifest.Manifest) (string, error) {
 	return fmt.Sprintf("reused from %s, %d options =y", from, b.report.KernelSymbols), nil
 }
 
-// kernelFromImage reads what --kernel-from needs of the image in from: its
-// kernel's config, and its image.json (nil when it has none) whose target
-// must be target.
-func kernelFromImage(from, target string) (*kconfig.Config, *vm.Image, error) {
+// kernelLacks returns what the kernel of the image in from, configured as
+// cfg, lacks of what a program of spec sp and manifest m needs, sorted:
+// options as CONFIG_X, and as "syscall X" each syscall the program made or
+// the spec keeps that the kernel's shaken syscall table removed; and that
+// kernel's syscall shaking (nil: its table is whole).
+func kernelLacks(sp *spec.Spec, m *manifest.Manifest, from string, cfg *kconfig.Config) ([]string, *SyscallShake, error) {
+	need, err := rootKconfig(sp)
+	if err != nil {
+		return nil, nil, err
+	}
+	need = append(need, sp.Kernel.Enable...)
+	for _, r := range features.Required(m) {
+		need = append(need, r.Symbol)
+	}
+	var missing []string
+	for _, sym := range need {
+		if !cfg.Enabled(sym) {
+			missing = append(missing, "CONFIG_"+sym)
+		}
+	}
+	var shake *SyscallShake
+	if rep, err := ReadReport(from); err == nil && rep.Syscalls != nil {
+		shake = rep.Syscalls
+		for _, s := range m.Syscalls {
+			if slices.Contains(shake.Removed, s.Name) {
+				missing = append(missing, "syscall "+s.Name)
+			}
+		}
+		for _, s := range sp.Kernel.KeepSyscalls {
+			if slices.Contains(shake.Removed, s) {
+				missing = append(missing, "syscall "+s)
+			}
+		}
+	}
+	slices.Sort(missing)
+	return slices.Compact(missing), shake, nil
+}
+
+// CheckKernelOf says whether the image in dir can run on the kernel of the
+// image in from (bespoke bench --kernel-of): the same target and -march,
+// and every option and syscall the image's program needs, as --kernel-from
+// checks at build time (with the image's fixes).
+func CheckKernelOf(dir, from string) error {
+	sp, err := ReadSpec(dir)
+	if err != nil {
+		return err
+	}
+	m, err := manifest.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return fmt.Errorf("reading the image's trace: %w", err)
+	}
+	fixes, err := ReadFixes(dir)
+	if err != nil {
+		return err
+	}
+	own, err := vm.LoadImage(dir)
+	if err != nil {
+		return err
+	}
+	cfg, img, err := kernelFromImage(from, own.Target, "kernel-of")
+	if err != nil {
+		return err
+	}
+	if img != nil && img.March != own.March {
+		return fmt.Errorf("the kernel of %s is compiled for -march %q and the image in %s for %q: QEMU's CPU follows the image's, so compare kernels of one -march",
+			from, img.March, dir, own.March)
+	}
+	sp.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(fixes.Enable)...)
+	sp.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(fixes.Keep)...)
+	missing, _, err := kernelLacks(sp, m, from, cfg)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the kernel of %s lacks %s, which the image in %s needs: compare kernels whose options cover it (each built with the other's options in kernel.enable, say)",
+			from, strings.Join(missing, ", "), dir)
+	}
+	return nil
+}
+
+// kernelFromImage reads what --kernel-from (or bench's --kernel-of, flag)
+// needs of the image in from: its kernel's config, and its image.json (nil
+// when it has none) whose target must be target.
+func kernelFromImage(from, target, flag string) (*kconfig.Config, *vm.Image, error) {
 	f, err := os.Open(filepath.Join(from, ConfigFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w (--kernel-from takes an image directory)", from, err)
+		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w (--%s takes an image directory)", from, err, flag)
 	}
 	cfg, err := kconfig.ParseConfig(f)
 	f.Close()
@@ -1150,12 +1210,12 @@ func RootFileOf(root string) string {
 // program's trace says: those of the spec's root; with a disk root and a
 // state directory, the state volume's filesystem (bespoke run -v
 // FILE:{state}); with a seccomp filter, seccomp's (SeccompKconfig).
-func (b *builder) rootKconfig() ([]string, error) {
-	syms, err := initramfs.RootKconfig(b.sp.Root, b.sp.Compression)
-	if err == nil && b.sp.Root == spec.RootErofs && len(b.sp.Setup) > 0 {
+func rootKconfig(sp *spec.Spec) ([]string, error) {
+	syms, err := initramfs.RootKconfig(sp.Root, sp.Compression)
+	if err == nil && sp.Root == spec.RootErofs && len(sp.Setup) > 0 {
 		syms = append(syms, strings.ToUpper(vm.VolumeFS)+"_FS")
 	}
-	if b.sp.SeccompDefault() != spec.SeccompOff {
+	if sp.SeccompDefault() != spec.SeccompOff {
 		syms = append(syms, SeccompKconfig...)
 	}
 	return syms, err
