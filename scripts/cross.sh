@@ -32,9 +32,11 @@ if [ "${TABLE_ONLY:-}" != 1 ]; then
       log "$app: reusing $img"
       continue
     fi
-    { cat "examples/$app/bespoke.yaml"; echo "kernel: {enable: [$enable]}"; } >"$out/$app.yaml"
+    # A copy of the example's directory: its setup reads files beside the spec.
+    rm -rf "$out/$app.spec" && cp -r "examples/$app" "$out/$app.spec" || exit 1
+    echo "kernel: {enable: [$enable]}" >>"$out/$app.spec/bespoke.yaml"
     log "$app: build --optimize pgo with the shared options (log: $img.build.log)"
-    if ! bin/bespoke build -f "$out/$app.yaml" --name "$app" --optimize pgo -o "$img" >"$img.build.log" 2>&1; then
+    if ! bin/bespoke build -f "$out/$app.spec/bespoke.yaml" --optimize pgo -o "$img" >"$img.build.log" 2>&1; then
       log "$app: build FAILED: tail of $img.build.log:"
       tail -20 "$img.build.log" >&2
       exit 1
