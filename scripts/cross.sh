@@ -11,8 +11,11 @@
 # a fixed count of transactions, as in scripts/perf.sh.
 # Usage: scripts/cross.sh [OUT_DIR] [APP...] (default out/cross, all six);
 # RUNS boots per kernel (default 1); an image already in OUT_DIR is reused
-# (delete it to build it again); TABLE_ONLY=1 prints the matrices of the
-# images in OUT_DIR without building or benching.
+# (delete it to build it again); TABLE_ONLY=1 prints the report of the
+# images in OUT_DIR without building or benching. Prints bespoke report's
+# tables, the matrices last, and writes its page to OUT_DIR/report.html;
+# exits 1 when a build, a bench or the report failed (a failed bench's
+# row is "-").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/cross}
@@ -23,6 +26,7 @@ runs=${RUNS:-1}
 mkdir -p "$out"
 log() { echo "== $*" >&2; }
 . scripts/workloads.sh
+failed=0
 
 if [ "${TABLE_ONLY:-}" != 1 ]; then
   enable=$(go run ./internal/testkernel/budget -enable qemu-microvm) || exit 1
@@ -34,6 +38,10 @@ if [ "${TABLE_ONLY:-}" != 1 ]; then
     fi
     # A copy of the example's directory: its setup reads files beside the spec.
     rm -rf "$out/$app.spec" && cp -r "examples/$app" "$out/$app.spec" || exit 1
+    if grep -q '^kernel:' "$out/$app.spec/bespoke.yaml"; then
+      log "$app: its spec has a kernel: section already; add the shared options to its enable by hand"
+      exit 1
+    fi
     echo "kernel: {enable: [$enable]}" >>"$out/$app.spec/bespoke.yaml"
     log "$app: build --optimize pgo with the shared options (log: $img.build.log)"
     if ! bin/bespoke build -f "$out/$app.spec/bespoke.yaml" --optimize pgo -o "$img" >"$img.build.log" 2>&1; then
@@ -59,38 +67,19 @@ if [ "${TABLE_ONLY:-}" != 1 ]; then
       args+=(--workload "$wl")
     fi
     log "$app: bench --model --runs $runs on ${#apps[@]} profile-guided kernels and -O2 (log: $img.bench.log)"
+    rm -f "$img/bench.json" # no stale row in the matrices
     if ! bin/bespoke bench "$img" --model --runs "$runs" "${args[@]}" >"$img.bench.md" 2>"$img.bench.log"; then
       log "$app: bench FAILED: tail of $img.bench.log:"
       tail -20 "$img.bench.log" >&2
+      failed=1
     fi
   done
 fi
 
-# The matrices, from each image's bench.json: a row per workload, a column
-# per profile, each cell the figure per request on that profile's kernel
-# against the -O2 kernel in the same run.
-fig() { # FILE LABEL FIELD: the mean of a model figure
-  jq -r --arg l "$2" --arg f "$3" '.kernels[] | select(.label == $l) | .model[$f].mean' "$1" 2>/dev/null
-}
-for f in kernel_insns kernel_tbs kernel_l1i_misses; do
-  echo "$f per request, each profile-guided kernel against -O2 (rows: workload; columns: the profile's workload; $runs boots per kernel)"
-  echo
-  printf '| workload \\ profile |'
-  printf ' %s |' "${apps[@]}"
-  printf '\n| --- |'
-  printf ' --- |%.0s' "${apps[@]}"
-  echo
-  for app in "${apps[@]}"; do
-    file="$out/$app.image/bench.json"
-    printf '| %s |' "$app"
-    base=$(fig "$file" o2 "$f")
-    for other in "${apps[@]}"; do
-      label=$other
-      [ "$other" = "$app" ] && label=pgo
-      v=$(fig "$file" "$label" "$f")
-      awk -v a="$base" -v b="$v" 'BEGIN { if (a > 0 && b > 0) printf " %+.1f%% |", (b / a - 1) * 100; else printf " - |" }'
-    done
-    echo
-  done
-  echo
-done
+# The matrices: bespoke report over the images (a row per workload, a
+# column per image's kernel, each cell the figure per request against the
+# -O2 kernel of the row's run), with its page.
+imgs=()
+for app in "${apps[@]}"; do imgs+=("$out/$app.image"); done
+bin/bespoke report --html "$out/report.html" --json "$out/report.json" "${imgs[@]}" || failed=1
+exit "$failed"

@@ -33,7 +33,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	baselineFlag := fs.Bool("baseline", false, "also measure the image on Debian's cloud kernel for Linux 6.12, as a stock baseline (fetched once with apt-get download into the cache; images with --target qemu-pc and an erofs root)")
 	requests := fs.String("requests", "", "with --model: the requests the workload makes, a number or a regular expression with one group around a number in its output, summed (default: the spec's workload_requests; without either, figures are per second of workload)")
 	var kernelOf stringList
-	fs.Var(&kernelOf, "kernel-of", "also measure the image on the kernel of this other image directory, labelled with that image's name (repeatable): another application's profile-guided kernel of the same options, say (scripts/cross.sh); it must have every option and syscall this image needs, as --kernel-from checks")
+	fs.Var(&kernelOf, "kernel-of", "also measure the image on the kernel of this other image directory, labelled with that image's name (repeatable): another application's profile-guided kernel of the same options, say (scripts/cross.sh); it must have every option and syscall this image needs, as --kernel-from checks; with --model, bespoke report draws the images' matrix")
 	dir, err := oneImageDir(fs, args)
 	if err != nil {
 		return err
@@ -72,8 +72,11 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		kernels = bench.Kernels(dir)
 	}
 	for i, other := range kernelOf {
+		if same(other, dir) {
+			return usageErrorf("--kernel-of %s is the image measured: its kernels are measured anyway", other)
+		}
 		for _, o := range kernelOf[:i] {
-			if filepath.Clean(o) == filepath.Clean(other) {
+			if same(o, other) {
 				return usageErrorf("--kernel-of %s is given twice", other)
 			}
 		}
@@ -83,11 +86,6 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, have := range kernels {
-			if have.Label == k.Label {
-				return usageErrorf("--kernel-of %s: a kernel labelled %q is measured already: give images of different names", other, k.Label)
-			}
-		}
 		kernels = append(kernels, *k)
 	}
 	if *baselineFlag {
@@ -96,6 +94,9 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		kernels = append(kernels, *b)
+	}
+	if err := uniqueLabels(kernels); err != nil {
+		return err
 	}
 	res, err := bench.Run(ctx, bench.Options{
 		ImageDir: dir, Kernels: kernels, Runs: *runs, Workload: *workload, Metric: *metric, Accel: *accel, Progress: env.Stderr,
@@ -112,6 +113,29 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprint(env.Stdout, res.Table())
+	return nil
+}
+
+// same reports whether paths a and b name one directory.
+func same(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return filepath.Clean(a) == filepath.Clean(b)
+	}
+	return os.SameFile(fa, fb)
+}
+
+// uniqueLabels refuses two kernels of one label: an image of --kernel-of
+// named as one of the image's own kernels, or as another's.
+func uniqueLabels(kernels []bench.Kernel) error {
+	for i, k := range kernels {
+		for _, o := range kernels[:i] {
+			if o.Label == k.Label {
+				return usageErrorf("two kernels would be labelled %q (%s and %s): give --kernel-of images of other names", k.Label, o.File, k.File)
+			}
+		}
+	}
 	return nil
 }
 

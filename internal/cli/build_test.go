@@ -81,6 +81,7 @@ func TestFlagsWithoutEffect(t *testing.T) {
 		{[]string{"bench", dir, "--seccomp", "on"}, `--seccomp "on": want enforce, log or off`},
 		{[]string{"bench", dir, "--model", "--accel", "kvm"}, "--model counts what QEMU's TCG translator runs"},
 		{[]string{"bench", dir, "--kernel-of", small, "--kernel-of", small + "/"}, "--kernel-of " + small + "/ is given twice"},
+		{[]string{"bench", dir, "--kernel-of", dir + "/."}, "--kernel-of " + dir + "/. is the image measured"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(context.Background(), tc.args, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {

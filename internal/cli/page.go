@@ -25,6 +25,9 @@ type page struct {
 	Host   string      `json:"host"`
 	Images []pageImage `json:"images"`
 	Notes  []string    `json:"notes,omitempty"`
+	// Cross is the cross-evaluation, when the images' bench runs measured
+	// them on one another's kernels.
+	Cross []crossMatrix `json:"cross,omitempty"`
 }
 
 // pageImage is one image of the page.
@@ -223,7 +226,8 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return barChart("Root files by kind (uncompressed)", bs)
 	},
-	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+	"heatMap": heatMap,
+	"pct":     func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 }).Parse(pageHTML))
 
 const pageHTML = `<!DOCTYPE html>
@@ -246,6 +250,7 @@ svg .b0{fill:#3a7bd5}svg .b1{fill:#6aa0e8}.note{color:#8a5a00}
 {{sizeChart .Images}}
 {{bootChart .Images}}
 {{memChart .Images}}
+{{range .Cross}}{{heatMap .}}{{end}}
 {{range .Images}}
 <h2>{{.Name}} <small>{{.Dir}}</small></h2>
 {{with .Bench}}{{benchCharts .}}{{end}}

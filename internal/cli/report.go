@@ -61,11 +61,14 @@ func runReport(ctx context.Context, env *Env, args []string) error {
 		dataReport(w, r.Rep)
 		shakeReport(w, r.Rep)
 	}
+	cross := crossMatrices(rows)
+	crossReport(w, cross)
 	for _, n := range notes(rows) {
 		fmt.Fprintf(env.Stderr, "bespoke report: %s\n", n)
 	}
 	if *htmlOut != "" || *jsonOut != "" {
 		page := newPage(rows)
+		page.Cross = cross
 		if *jsonOut != "" {
 			if err := writePageJSON(*jsonOut, page); err != nil {
 				return err

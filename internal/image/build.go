@@ -989,8 +989,8 @@ func CheckKernelOf(dir, from string) error {
 		return err
 	}
 	if img != nil && img.March != own.March {
-		return fmt.Errorf("the kernel of %s is compiled for -march %q and the image in %s for %q: QEMU's CPU follows the image's, so compare kernels of one -march",
-			from, img.March, dir, own.March)
+		return fmt.Errorf("the kernel of %s is compiled for %s and the image in %s for %s: QEMU's CPU follows the image's, so compare kernels of one -march",
+			from, marchName(img.March), dir, marchName(own.March))
 	}
 	sp.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(fixes.Enable)...)
 	sp.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(fixes.Keep)...)
@@ -999,27 +999,46 @@ func CheckKernelOf(dir, from string) error {
 		return err
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the kernel of %s lacks %s, which the image in %s needs: compare kernels whose options cover it (each built with the other's options in kernel.enable, say)",
-			from, strings.Join(missing, ", "), dir)
+		hint := "compare kernels whose options cover it (each built with the other's options in kernel.enable, say)"
+		if strings.HasPrefix(missing[len(missing)-1], "syscall ") {
+			// Sorted: CONFIG_ before syscall.
+			hint = "compare kernels whose syscall tables keep what it needs (built without kernel.shake_syscalls, or with those syscalls in keep_syscalls)"
+			if strings.HasPrefix(missing[0], "CONFIG_") {
+				hint = "compare kernels whose options and syscall tables cover it"
+			}
+		}
+		return fmt.Errorf("the kernel of %s lacks %s, which the image in %s needs: %s", from, strings.Join(missing, ", "), dir, hint)
 	}
 	return nil
+}
+
+// marchName names a kernel.march for a message ("" is the default).
+func marchName(m string) string {
+	if m == "" {
+		return "the default -march"
+	}
+	return "-march " + m
 }
 
 // kernelFromImage reads what --kernel-from (or bench's --kernel-of, flag)
 // needs of the image in from: its kernel's config, and its image.json (nil
 // when it has none) whose target must be target.
 func kernelFromImage(from, target, flag string) (*kconfig.Config, *vm.Image, error) {
+	verb, hint := "reusing", fmt.Sprintf("build its own kernel (without --kernel-from), or reuse a %s image's", target)
+	if flag != "kernel-from" {
+		verb, hint = "reading", "compare kernels of one target"
+	}
 	f, err := os.Open(filepath.Join(from, ConfigFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w (--%s takes an image directory)", from, err, flag)
+		return nil, nil, fmt.Errorf("%s the kernel of %s: %w (--%s takes an image directory)", verb, from, err, flag)
 	}
 	cfg, err := kconfig.ParseConfig(f)
 	f.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w", from, err)
+		return nil, nil, fmt.Errorf("%s the kernel of %s: %w", verb, from, err)
 	}
 	if _, err := os.Stat(filepath.Join(from, KernelFile)); err != nil {
-		return nil, nil, fmt.Errorf("reusing the kernel of %s: %w", from, err)
+		return nil, nil, fmt.Errorf("%s the kernel of %s: %w", verb, from, err)
 	}
 	data, err := os.ReadFile(filepath.Join(from, vm.ImageFile))
 	if err != nil {
@@ -1030,8 +1049,8 @@ func kernelFromImage(from, target, flag string) (*kconfig.Config, *vm.Image, err
 		return cfg, nil, nil
 	}
 	if img.Target != "" && img.Target != target {
-		return nil, nil, fmt.Errorf("the kernel of %s is configured for %s, and this image targets %s: build its own kernel (without --kernel-from), or reuse a %s image's",
-			from, img.Target, target, target)
+		return nil, nil, fmt.Errorf("the kernel of %s is configured for %s, and this image targets %s: %s",
+			from, img.Target, target, hint)
 	}
 	return cfg, &img, nil
 }

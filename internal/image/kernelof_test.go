@@ -75,11 +75,13 @@ func TestCheckKernelOf(t *testing.T) {
 		{name: "one option less", other: kernelOfImage(t, "b", vm.TargetMicrovm, "", need[1:], nil), want: "lacks CONFIG_" + need[0] + ","},
 		{name: "a fix's option", other: kernelOfImage(t, "b", vm.TargetMicrovm, "", need, nil),
 			fixes: &Fixes{Enable: []Fix{{What: "NET_FIXED"}}}, want: "lacks CONFIG_NET_FIXED, which the image in"},
-		{name: "another target", other: kernelOfImage(t, "b", vm.TargetPC, "", need, nil), want: "configured for qemu-pc"},
-		{name: "another march", other: kernelOfImage(t, "b", vm.TargetMicrovm, "x86-64-v3", need, nil), want: `-march "x86-64-v3"`},
+		{name: "another target", other: kernelOfImage(t, "b", vm.TargetPC, "", need, nil), want: "configured for qemu-pc, and this image targets qemu-microvm: compare kernels of one target"},
+		{name: "another march", other: kernelOfImage(t, "b", vm.TargetMicrovm, "x86-64-v3", need, nil), want: "compiled for -march x86-64-v3 and the image in " + dir + " for the default -march"},
 		{name: "a removed syscall", other: kernelOfImage(t, "b", vm.TargetMicrovm, "", need, []string{"io_uring_setup", "kexec_load"}),
 			want: "syscall io_uring_setup, which", wantNot: "kexec_load"},
-		{name: "no image", other: filepath.Join(t.TempDir(), "none"), want: "--kernel-of takes an image directory"},
+		{name: "a kept syscall", other: kernelOfImage(t, "b", vm.TargetMicrovm, "", need, []string{"kexec_load"}),
+			fixes: &Fixes{Keep: []Fix{{What: "kexec_load"}}}, want: "lacks syscall kexec_load, which the image in " + dir + " needs: compare kernels whose syscall tables keep"},
+		{name: "no image", other: filepath.Join(t.TempDir(), "none"), want: "reading the kernel of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			os.Remove(filepath.Join(dir, FixesFile))
