@@ -5,7 +5,7 @@
 count_workload() {
   case $1 in
   postgresql)
-    echo 'pgbench -h {host} -p {port} -U postgres -i -s 1 postgres > /tmp/bespoke-pgbench.out 2>&1 && pgbench -h {host} -p {port} -U postgres -c 4 -j 2 -t 500 postgres >> /tmp/bespoke-pgbench.out 2>&1; s=$?; cat /tmp/bespoke-pgbench.out; exit $s' ;;
+    echo 'o=$(mktemp); trap "rm -f \"\$o\"" EXIT; pgbench -h {host} -p {port} -U postgres -i -s 1 postgres > "$o" 2>&1 && pgbench -h {host} -p {port} -U postgres -c 4 -j 2 -t 500 postgres >> "$o" 2>&1; s=$?; cat "$o"; exit $s' ;;
   mariadb)
     echo 'sb="sysbench oltp_read_write --db-driver=mysql --mysql-host={host} --mysql-port={port} --mysql-user=sbtest --mysql-db=sbtest --tables=4 --table-size=10000 --mysql-ignore-errors=1213"; $sb cleanup > /dev/null && $sb prepare > /dev/null && $sb --threads=2 --events=1000 --time=0 run' ;;
   esac
