@@ -11,11 +11,12 @@
 # a fixed count of transactions, as in scripts/perf.sh.
 # Usage: scripts/cross.sh [OUT_DIR] [APP...] (default out/cross, all six);
 # RUNS boots per kernel (default 1); an image already in OUT_DIR is reused
-# (delete it to build it again); TABLE_ONLY=1 prints the report of the
-# images in OUT_DIR without building or benching. Prints bespoke report's
-# tables, the matrices last, and writes its page to OUT_DIR/report.html;
-# exits 1 when a build, a bench or the report failed (a failed bench's
-# row is "-").
+# (delete it to build it again); ROWS="APP..." benches only those rows (a
+# failed one, say: each on all the images' kernels); TABLE_ONLY=1 prints
+# the report of the images in OUT_DIR without building or benching.
+# Prints bespoke report's tables, the matrices last, and writes its page to
+# OUT_DIR/report.html; exits 1 when a build, a bench or the report failed
+# (a failed bench's row is "-").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/cross}
@@ -56,7 +57,8 @@ if [ "${TABLE_ONLY:-}" != 1 ]; then
     log "the images' kernel configs differ (sha256sum $out/*.image/config): each app's options must be in internal/testkernel's Enable"
     exit 1
   fi
-  for app in "${apps[@]}"; do
+  read -ra rows <<<"${ROWS:-${apps[*]}}"
+  for app in "${rows[@]}"; do
     img="$out/$app.image"
     args=()
     for other in "${apps[@]}"; do

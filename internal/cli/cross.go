@@ -140,13 +140,14 @@ func uniq[T comparable](v []T) []T {
 // heatMap draws a matrix as an inline SVG grid: green cells where the
 // kernel does better than -O2, red where worse, deeper to ±40%.
 func heatMap(m crossMatrix) template.HTML {
-	const labelW, cellW, cellH, top = 130, 92, 26, 52
+	const labelW, cellW, cellH, top = 130, 92, 26, 68
 	width := labelW + cellW*len(m.Profiles)
 	height := top + cellH*len(m.Workloads) + 8
 	var s strings.Builder
-	title := fmt.Sprintf("%s per %s against -O2: each workload (row) on each image's kernel (column)", m.Figure, strings.Join(uniq(m.Per), " or "))
-	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="%s">`, max(width, 760), height, template.HTMLEscapeString(title))
-	fmt.Fprintf(&s, `<text x="0" y="16" class="t">%s</text>`, template.HTMLEscapeString(title))
+	title := fmt.Sprintf("%s per %s against -O2", m.Figure, strings.Join(uniq(m.Per), " or "))
+	sub := "each workload (row) on each image's kernel (column); the diagonal: the image's own"
+	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="%s">`, max(width, 760), height, template.HTMLEscapeString(title+": "+sub))
+	fmt.Fprintf(&s, `<text x="0" y="16" class="t">%s</text><text x="0" y="34" class="l">%s</text>`, template.HTMLEscapeString(title), template.HTMLEscapeString(sub))
 	for j, p := range m.Profiles {
 		fmt.Fprintf(&s, `<text x="%d" y="%d" class="l" text-anchor="middle">%s</text>`, labelW+j*cellW+cellW/2, top-8, template.HTMLEscapeString(p))
 	}
