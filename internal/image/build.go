@@ -90,6 +90,23 @@ type Fix struct {
 	Why  string `json:"why"`
 }
 
+// Apply returns a copy of sp with the fixes in it: their files included,
+// options enabled (and no longer disabled), syscalls kept in a shaken
+// table and allowed by the seccomp filter.
+func (f *Fixes) Apply(sp *spec.Spec) *spec.Spec {
+	out := *sp
+	out.Include = append(slices.Clone(sp.Include), whats(f.Include)...)
+	out.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(f.Enable)...)
+	if len(f.Keep) > 0 {
+		out.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(f.Keep)...)
+	}
+	out.SeccompAllow = append(slices.Clone(sp.SeccompAllow), whats(f.Seccomp)...)
+	out.Kernel.Disable = slices.DeleteFunc(slices.Clone(sp.Kernel.Disable), func(d string) bool {
+		return slices.Contains(out.Kernel.Enable, d)
+	})
+	return &out
+}
+
 // ReadFixes reads dir/fixes.json; an image without one has no fixes.
 func ReadFixes(dir string) (*Fixes, error) {
 	f := &Fixes{}
@@ -320,17 +337,7 @@ func Build(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if !b.opts.Fixes.Empty() {
-		sp := *b.sp
-		sp.Include = append(slices.Clone(sp.Include), whats(b.opts.Fixes.Include)...)
-		sp.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(b.opts.Fixes.Enable)...)
-		if len(b.opts.Fixes.Keep) > 0 {
-			sp.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(b.opts.Fixes.Keep)...)
-		}
-		sp.SeccompAllow = append(slices.Clone(sp.SeccompAllow), whats(b.opts.Fixes.Seccomp)...)
-		sp.Kernel.Disable = slices.DeleteFunc(slices.Clone(sp.Kernel.Disable), func(d string) bool {
-			return slices.Contains(sp.Kernel.Enable, d)
-		})
-		b.sp = &sp
+		b.sp = b.opts.Fixes.Apply(b.sp)
 		b.report.Fixes = b.opts.Fixes
 	}
 	if err := b.sp.CheckHost("/etc"); err != nil {
@@ -992,9 +999,7 @@ func CheckKernelOf(dir, from string) error {
 		return fmt.Errorf("the kernel of %s is compiled for %s and the image in %s for %s: QEMU's CPU follows the image's, so compare kernels of one -march",
 			from, marchName(img.March), dir, marchName(own.March))
 	}
-	sp.Kernel.Enable = append(slices.Clone(sp.Kernel.Enable), whats(fixes.Enable)...)
-	sp.Kernel.KeepSyscalls = append(slices.Clone(sp.Kernel.KeepSyscalls), whats(fixes.Keep)...)
-	missing, _, err := kernelLacks(sp, m, from, cfg)
+	missing, _, err := kernelLacks(fixes.Apply(sp), m, from, cfg)
 	if err != nil {
 		return err
 	}
