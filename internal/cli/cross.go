@@ -16,13 +16,12 @@ import (
 // as bespoke bench --kernel-of measured it (scripts/cross.sh).
 type crossMatrix struct {
 	Figure string `json:"figure"`
-	// Workloads are the rows and Profiles the columns: the images' names,
-	// in the report's order. On the diagonal is the image's own kernel
-	// (bench's "pgo").
-	Workloads []string `json:"workloads"`
-	Profiles  []string `json:"profiles"`
+	// Images name the rows (each image's workload) and the columns (each
+	// image's kernel), in the report's order. On the diagonal is the
+	// image's own kernel (bench's "pgo").
+	Images []string `json:"images"`
 	// Cells[i][j] is the change of the figure, in percent, on the kernel
-	// of Profiles[j] against the -O2 kernel of row i's bench run: a
+	// of Images[j] against the -O2 kernel of row i's bench run: a
 	// profile-guided image's twin ("o2"), else the image's own kernel
 	// ("image"); nil where that run did not measure it.
 	Cells [][]*float64 `json:"cells"`
@@ -53,7 +52,7 @@ func crossMatrices(rows []*reportRow) []crossMatrix {
 	var out []crossMatrix
 	crossed := false
 	for _, f := range crossFigures {
-		m := crossMatrix{Figure: f.name, Workloads: names, Profiles: names}
+		m := crossMatrix{Figure: f.name, Images: names}
 		for i, r := range rows {
 			cells := make([]*float64, len(rows))
 			per, runs := "", 0
@@ -107,9 +106,9 @@ func crossReport(w io.Writer, ms []crossMatrix) {
 	for _, m := range ms {
 		fmt.Fprintf(w, "\n%s per %s, each workload (row) on each image's kernel (column; the diagonal is the image's own), against the row's -O2 kernel in the same bench run (a profile-guided image's twin; the image's own for another; bespoke bench --kernel-of; boots per kernel: %s)\n\n",
 			m.Figure, strings.Join(uniq(m.Per), " or "), strings.Trim(fmt.Sprint(uniq(m.Runs)), "[]"))
-		fmt.Fprintf(w, "| workload \\ kernel | %s |\n|%s\n", strings.Join(m.Profiles, " | "), strings.Repeat(" --- |", len(m.Profiles)+1))
+		fmt.Fprintf(w, "| workload \\ kernel | %s |\n|%s\n", strings.Join(m.Images, " | "), strings.Repeat(" --- |", len(m.Images)+1))
 		for i, row := range m.Cells {
-			fmt.Fprintf(w, "| %s |", m.Workloads[i])
+			fmt.Fprintf(w, "| %s |", m.Images[i])
 			for j, c := range row {
 				switch {
 				case c == nil:
@@ -141,19 +140,19 @@ func uniq[T comparable](v []T) []T {
 // kernel does better than -O2, red where worse, deeper to ±40%.
 func heatMap(m crossMatrix) template.HTML {
 	const labelW, cellW, cellH, top = 130, 92, 26, 68
-	width := labelW + cellW*len(m.Profiles)
-	height := top + cellH*len(m.Workloads) + 8
+	width := labelW + cellW*len(m.Images)
+	height := top + cellH*len(m.Images) + 8
 	var s strings.Builder
 	title := fmt.Sprintf("%s per %s against -O2", m.Figure, strings.Join(uniq(m.Per), " or "))
 	sub := "each workload (row) on each image's kernel (column); the diagonal: the image's own"
 	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="%s">`, max(width, 760), height, template.HTMLEscapeString(title+": "+sub))
 	fmt.Fprintf(&s, `<text x="0" y="16" class="t">%s</text><text x="0" y="34" class="l">%s</text>`, template.HTMLEscapeString(title), template.HTMLEscapeString(sub))
-	for j, p := range m.Profiles {
+	for j, p := range m.Images {
 		fmt.Fprintf(&s, `<text x="%d" y="%d" class="l" text-anchor="middle">%s</text>`, labelW+j*cellW+cellW/2, top-8, template.HTMLEscapeString(p))
 	}
 	for i, row := range m.Cells {
 		y := top + i*cellH
-		fmt.Fprintf(&s, `<text x="%d" y="%d" class="l" text-anchor="end">%s</text>`, labelW-8, y+cellH/2+4, template.HTMLEscapeString(m.Workloads[i]))
+		fmt.Fprintf(&s, `<text x="%d" y="%d" class="l" text-anchor="end">%s</text>`, labelW-8, y+cellH/2+4, template.HTMLEscapeString(m.Images[i]))
 		for j, c := range row {
 			x := labelW + j*cellW
 			fill, text := "#eeeeee", "-"
