@@ -163,7 +163,7 @@ func TestCommandDetails(t *testing.T) {
 			t.Errorf("command %q, want -accel tcg", got)
 		}
 	})
-	t.Run("a -march kernel gets the max CPU under tcg", func(t *testing.T) {
+	t.Run("under tcg a -march kernel gets the max CPU, another one qemu64 with RDRAND", func(t *testing.T) {
 		img := testImage(TargetMicrovm)
 		img.March = "x86-64-v3"
 		argv, err := Command(Config{ImageDir: "/i", Image: img})
@@ -174,8 +174,8 @@ func TestCommandDetails(t *testing.T) {
 			t.Errorf("command %q, want -accel tcg -cpu max", got)
 		}
 		argv, _ = Command(Config{ImageDir: "/i", Image: testImage(TargetMicrovm)})
-		if got := ShellQuote(argv); strings.Contains(got, "-cpu") {
-			t.Errorf("command %q of a generic kernel names a CPU", got)
+		if got := ShellQuote(argv); !strings.Contains(got, "-accel tcg -cpu qemu64,+rdrand") {
+			t.Errorf("command %q of a generic kernel, want QEMU's default CPU with RDRAND", got)
 		}
 	})
 	t.Run("seccomp", func(t *testing.T) {
