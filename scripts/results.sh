@@ -41,8 +41,8 @@ for app in "${apps[@]}"; do
   log "$app: bench --baseline --runs $runs (log: $img.bench-wall.log)"
   bin/bespoke bench "$img" --baseline --runs "$runs" >"$img.bench-wall.md" 2>"$img.bench-wall.log"
   log "$app: min-memory, image's kernel and baseline (log: $img.mem.log)"
-  bin/bespoke min-memory "$img" --step 4 >"$img.mem.txt" 2>"$img.mem.log"
-  bin/bespoke min-memory "$img" --baseline --step 4 >>"$img.mem.txt" 2>>"$img.mem.log"
+  bin/bespoke min-memory "$img" --step 1 >"$img.mem.txt" 2>"$img.mem.log"
+  bin/bespoke min-memory "$img" --baseline --step 1 >>"$img.mem.txt" 2>>"$img.mem.log"
   cat "$img.bench-wall.md" "$img.bench.md" "$img.mem.txt"
 done
 images=()

@@ -72,12 +72,12 @@ func TestKernelDryRun(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "mkdir -p ") || !strings.HasSuffix(lines[0], " "+cfg+" "+strings.Fields(lines[0])[2]+"/.config") {
-		t.Fatalf("got %d lines, want the copy of the config and 2 make command lines:\n%s", len(lines), stdout.String())
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "mkdir -p ") || !strings.HasSuffix(lines[0], " "+cfg+" "+strings.Fields(lines[0])[2]+"/.config") {
+		t.Fatalf("got %d lines, want the copy of the config, 3 make command lines and bespoke's 2 steps around the linker script:\n%s", len(lines), stdout.String())
 	}
 	lines = lines[1:]
 	cache := os.Getenv("BESPOKE_CACHE")
-	for i, suffix := range []string{" KCFLAGS=-g olddefconfig", " KCFLAGS=-g -j3 bzImage"} {
+	for i, suffix := range map[int]string{0: " KCFLAGS=-g olddefconfig", 2: " KCFLAGS=-g arch/x86/kernel/vmlinux.lds", 4: " KCFLAGS=-g -j3 bzImage"} {
 		if !strings.HasPrefix(lines[i], "make -C "+tree+" O="+cache+"/kbuild/") || !strings.HasSuffix(lines[i], suffix) {
 			t.Errorf("line %d = %q, want make -C %s O=%s/kbuild/... ending in %q", i, lines[i], tree, cache, suffix)
 		}

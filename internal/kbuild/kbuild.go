@@ -206,9 +206,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	in := KeyInput{
 		SourceID: opts.Tree.ID, Config: opts.Config, Toolchain: tc, CC: opts.CC,
 		MakeVars: opts.ExtraMake, Targets: targets, Extra: opts.KeyExtra, RemoveSyscalls: opts.RemoveSyscalls,
+		LinkerScript: ldsRewrite,
 	}
 	key := Key(in)
-	in.Config, in.RemoveSyscalls = nil, nil
+	in.Config, in.RemoveSyscalls, in.LinkerScript = nil, nil, ""
 	lineage := "work-" + Key(in) // everything but the config
 	root := filepath.Join(cacheDir, "kbuild")
 	result := filepath.Join(root, key)
@@ -217,7 +218,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if ws := workDirs(root, lineage, opts.Config, makefileOptions(opts.Tree.Dir)); len(ws) > 0 && (!ws[0].far() || len(ws) >= MaxWorkDirs) {
 			work = ws[0].dir
 		}
-		res := &Result{Dir: opts.OutDir, BuildDir: work, Entry: result, Commands: commandLines(makeCommands(opts, cacheDir, work)), Meta: Meta{Key: key}}
+		res := &Result{Dir: opts.OutDir, BuildDir: work, Entry: result, Commands: commandLines(makeCommands(opts, cacheDir, work, nil)), Meta: Meta{Key: key}}
 		if meta, err := readMeta(result); err == nil && checkEntry(result, &meta) == nil {
 			res.Hit = true
 		}
@@ -262,7 +263,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	defer workLock.Close()
 	work := wd.dir
 	cache.Touch(work)
-	cmds := makeCommands(opts, cacheDir, work)
+	cmds := makeCommands(opts, cacheDir, work, say)
 	for i := range cmds {
 		// make and all it starts hold the lock: if bespoke dies, the dir
 		// stays locked until the last of them has exited.
@@ -360,7 +361,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 }
 
 // makeCommands returns the make runs of a build in dir.
-func makeCommands(opts Options, cacheDir, dir string) []Command {
+func makeCommands(opts Options, cacheDir, dir string, say func(string, ...any)) []Command {
 	common := []string{"make", "-C", opts.Tree.Dir, "O=" + dir, "ARCH=x86_64", "CC=" + opts.CC,
 		"KBUILD_BUILD_TIMESTAMP=" + BuildTimestamp, "KBUILD_BUILD_USER=bespoke",
 		"KBUILD_BUILD_HOST=bespoke", "KBUILD_BUILD_VERSION=1"}
@@ -376,7 +377,20 @@ func makeCommands(opts Options, cacheDir, dir string) []Command {
 	withArgs := func(args ...string) Command {
 		return Command{Env: env, Args: append(append([]string{}, common...), args...)}
 	}
-	cmds := []Command{withArgs("olddefconfig")}
+	cmds := []Command{withArgs("olddefconfig"),
+		// make writes the linker script again, and then it is rewritten
+		// (or not) for this build's config.
+		{Note: "remove " + filepath.Join(dir, ldsFile), Do: func() error {
+			if err := os.Remove(filepath.Join(dir, ldsFile)); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			return nil
+		}},
+		withArgs(ldsFile),
+		{Note: "page-align the entry text in " + filepath.Join(dir, ldsFile) + " (without CPU_MITIGATIONS)", Do: func() error {
+			return unpadEntryText(dir, say)
+		}},
+	}
 	if len(opts.RemoveSyscalls) > 0 {
 		remove := opts.RemoveSyscalls
 		cmds = append(cmds, withArgs("archheaders"), Command{

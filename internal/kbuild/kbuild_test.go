@@ -115,7 +115,11 @@ func TestDryRunCommands(t *testing.T) {
 	}
 	env := "CCACHE_DIR=" + cache + "/ccache CCACHE_BASEDIR=" + cache + " CCACHE_NOHASHDIR=1 "
 	common := "make -C /src/linux O=" + dir + " ARCH=x86_64 CC='ccache gcc' KBUILD_BUILD_TIMESTAMP='2024-01-01 00:00:00 UTC' KBUILD_BUILD_USER=bespoke KBUILD_BUILD_HOST=bespoke KBUILD_BUILD_VERSION=1 KCFLAGS='-O2 -g'"
-	want := []string{env + common + " olddefconfig", env + common + " -j3 bzImage"}
+	want := []string{env + common + " olddefconfig",
+		"# bespoke: remove " + dir + "/arch/x86/kernel/vmlinux.lds",
+		env + common + " arch/x86/kernel/vmlinux.lds",
+		"# bespoke: page-align the entry text in " + dir + "/arch/x86/kernel/vmlinux.lds (without CPU_MITIGATIONS)",
+		env + common + " -j3 bzImage"}
 	if diff := cmp.Diff(want, res.Commands); diff != "" {
 		t.Errorf("commands (-want +got):\n%s", diff)
 	}
@@ -378,6 +382,10 @@ func (f *fakeMake) run(ctx context.Context, c Command, out io.Writer) error {
 		}
 		return os.WriteFile(filepath.Join(dir, ".config"), append(cfg, "CONFIG_FROM_OLDDEFCONFIG=y\n"...), 0o644)
 	}
+	if c.Args[len(c.Args)-1] == ldsFile {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(ldsFile)), 0o755)
+		return os.WriteFile(filepath.Join(dir, ldsFile), []byte(ldsText), 0o644)
+	}
 	if f.started != nil {
 		close(f.started)
 	}
@@ -469,7 +477,7 @@ func TestBuildCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res2.Hit || f.builds() != 1 || len(f.runs) != 2 {
+	if !res2.Hit || f.builds() != 1 || len(f.runs) != 3 {
 		t.Errorf("same config again: hit=%v after %v; want a hit and no new run", res2.Hit, f.runs)
 	}
 	if got, _ := readJSON[Meta](filepath.Join(out2, "build.json")); !got.Hit || got.MakeRun {
@@ -781,8 +789,8 @@ func TestDryRunEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "CCACHE_DIR=" + cache + "/ccache CCACHE_BASEDIR=" + cache + " CCACHE_NOHASHDIR=1 BESPOKE_CC='ccache gcc' BESPOKE_CC_LOG=/tmp/a make "
-	if !strings.HasPrefix(res.Commands[1], want) {
-		t.Errorf("command %q, want it to start with %q", res.Commands[1], want)
+	if last := res.Commands[len(res.Commands)-1]; !strings.HasPrefix(last, want) {
+		t.Errorf("command %q, want it to start with %q", last, want)
 	}
 	opts.Env = []string{"BESPOKE_CC=ccache gcc", "BESPOKE_CC_LOG=/tmp/b"}
 	again, err := Build(context.Background(), opts)

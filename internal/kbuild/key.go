@@ -55,6 +55,11 @@ type KeyInput struct {
 	// RemoveSyscalls are syscall numbers removed from the table (none:
 	// the key is as before there were any).
 	RemoveSyscalls []int
+	// LinkerScript names the way the build rewrites the generated linker
+	// script (ldsRewrite; "": the key is as before there was a rewrite).
+	// Like the config, it is not part of a lineage: a build dir continues
+	// with a relink.
+	LinkerScript string
 }
 
 // Key returns the cache key for in: 16 hex digits.
@@ -80,6 +85,9 @@ func Key(in KeyInput) string {
 			nrs = append(nrs, strconv.Itoa(nr))
 		}
 		field("remove-syscalls", nrs...)
+	}
+	if in.LinkerScript != "" {
+		field("linker-script", in.LinkerScript)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
