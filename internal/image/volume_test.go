@@ -168,7 +168,7 @@ func TestMinMemory(t *testing.T) {
 	}
 	t.Logf("redis (erofs root): least memory %d MiB (step 8 MiB): %+v", res.MinMB, res.Tries)
 	var stdout, stderr bytes.Buffer
-	low := fmt.Sprintf("%dM", res.MinMB-8)
+	low := fmt.Sprintf("%dM", res.MinMB-1) // at least 16M, bespoke run's own floor: MinMB > 16
 	if code := cli.Main(context.Background(), []string{"run", img, "-m", low}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "is below the least memory") {
 		t.Errorf("bespoke run -m %s: exit %d, %s; want a usage error", low, code, stderr.String())
 	}
