@@ -11,6 +11,8 @@
 # KERNEL=dce: each application builds its own kernel instead, with
 # --kernel-dce (Clang ThinLTO and --gc-sections; needs clang-14, lld-14,
 # llvm-14: make deps), from its own spec.
+# MODEL=0 leaves out the cost model's bench, MINMEM=0 the two min-memory
+# searches (the wall-clock bench alone).
 # Usage: scripts/results.sh [OUT_DIR] [APP...] (default out/results, all six).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,16 +36,22 @@ for app in "${apps[@]}"; do
   fi
   log "$app: build (log: $img.build.log)"
   bin/bespoke build "${args[@]}" --target qemu-pc -o "$img" >"$img.build.log" 2>&1
-  log "$app: bench --baseline --model --runs $runs (log: $img.bench.log)"
-  bin/bespoke bench "$img" --baseline --model --runs "$runs" >"$img.bench.md" 2>"$img.bench.log"
-  cp "$img/bench.json" "$img/bench-model.json"
+  if [ "${MODEL:-1}" != 0 ]; then
+    log "$app: bench --baseline --model --runs $runs (log: $img.bench.log)"
+    bin/bespoke bench "$img" --baseline --model --runs "$runs" >"$img.bench.md" 2>"$img.bench.log"
+    cp "$img/bench.json" "$img/bench-model.json"
+  fi
   # Wall clock without the cost model's plugin, which slows every boot.
   log "$app: bench --baseline --runs $runs (log: $img.bench-wall.log)"
   bin/bespoke bench "$img" --baseline --runs "$runs" >"$img.bench-wall.md" 2>"$img.bench-wall.log"
-  log "$app: min-memory, image's kernel and baseline (log: $img.mem.log)"
-  bin/bespoke min-memory "$img" --step 1 >"$img.mem.txt" 2>"$img.mem.log"
-  bin/bespoke min-memory "$img" --baseline --step 1 >>"$img.mem.txt" 2>>"$img.mem.log"
-  cat "$img.bench-wall.md" "$img.bench.md" "$img.mem.txt"
+  cat "$img.bench-wall.md"
+  [ "${MODEL:-1}" = 0 ] || cat "$img.bench.md"
+  if [ "${MINMEM:-1}" != 0 ]; then
+    log "$app: min-memory, image's kernel and baseline (log: $img.mem.log)"
+    bin/bespoke min-memory "$img" --step 1 >"$img.mem.txt" 2>"$img.mem.log"
+    bin/bespoke min-memory "$img" --baseline --step 1 >>"$img.mem.txt" 2>>"$img.mem.log"
+    cat "$img.mem.txt"
+  fi
 done
 images=()
 for app in "${apps[@]}"; do images+=("$out/$app.image"); done
